@@ -1,0 +1,35 @@
+"""Builtin plugin: environment and database secrets backends, generic connection types."""
+
+from __future__ import annotations
+
+from flow.hookspecs import hookimpl
+from flow.records import ConnectionField, ConnectionTypeSpec, SecretsBackendSpec
+
+_HOST_FIELDS = (
+    ConnectionField("host", "Host"),
+    ConnectionField("port", "Port"),
+    ConnectionField("schema", "Schema / database"),
+    ConnectionField("login", "Login"),
+    ConnectionField("password", "Password", sensitive=True),
+)
+
+
+@hookimpl
+def flow_secrets_backends() -> list[SecretsBackendSpec]:
+    return [
+        SecretsBackendSpec("environment", "flow.secrets.backends:EnvironmentSecretsBackend",
+                           "FLOW_CONN_<ID> and FLOW_VAR_<KEY> environment variables."),
+        SecretsBackendSpec("database", "flow.secrets.backends:DatabaseSecretsBackend",
+                           "The metadata database, Fernet-encrypted."),
+    ]
+
+
+@hookimpl
+def flow_connection_types() -> list[ConnectionTypeSpec]:
+    return [
+        ConnectionTypeSpec("generic", "Generic", fields=_HOST_FIELDS),
+        ConnectionTypeSpec("http", "HTTP", fields=_HOST_FIELDS),
+        ConnectionTypeSpec("postgres", "PostgreSQL", fields=_HOST_FIELDS),
+        ConnectionTypeSpec("mysql", "MySQL / MariaDB", fields=_HOST_FIELDS),
+        ConnectionTypeSpec("sqlite", "SQLite", fields=(ConnectionField("host", "Path"),)),
+    ]

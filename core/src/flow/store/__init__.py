@@ -1,0 +1,1 @@
+"""The metadata database: models, engine and sessions, Alembic migrations."""

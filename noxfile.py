@@ -1,0 +1,100 @@
+"""flow's sessions. One noxfile for the workspace: it discovers ``core`` and ``plugins/flow-*``.
+
+    nox -s tests          every package's tests (real databases; see README)
+    nox -s tests-core     one package
+    nox -s lint typecheck
+    nox -s demo           run the example DAGs on the embedded default (SQLite)
+    nox -s bench          print the benchmark figures
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = os.environ.get("FLOW_NOX_PYTHON", "3.11")
+TEST_DEPS = ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3"]
+
+
+def _packages() -> dict[str, Path]:
+    found = {"core": ROOT / "core"}
+    for path in sorted((ROOT / "plugins").glob("flow-*")):
+        if (path / "pyproject.toml").exists():
+            found[path.name.removeprefix("flow-")] = path
+    return found
+
+
+PACKAGES = _packages()
+
+
+def _install_core(session: nox.Session) -> None:
+    session.install("-e", f"{ROOT / 'core'}[postgres,mysql]")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """Run one package's tests against real services (SQLite, PostgreSQL, MariaDB, ...)."""
+    _install_core(session)
+    session.install(*TEST_DEPS)
+    path = PACKAGES[package]
+    paths = [str(path / "tests")]
+    if package == "core":
+        paths.append(str(ROOT / "tests"))
+    else:
+        session.install("-e", f"{path}[test]" if _has_test_extra(path) else str(path))
+    workers = os.environ.get("FLOW_TEST_WORKERS", "2")
+    session.run("pytest", "-n", workers, "--timeout=300", *paths, *session.posargs)
+
+
+def _has_test_extra(path: Path) -> bool:
+    import tomllib
+
+    data = tomllib.loads((path / "pyproject.toml").read_text())
+    return "test" in data.get("project", {}).get("optional-dependencies", {})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole workspace."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy: strict on the contracts (hookspecs, records, plugins, testing)."""
+    _install_core(session)
+    session.install("mypy>=1.10", "types-PyYAML")
+    session.run("mypy", "core/src/flow/hookspecs.py", "core/src/flow/records.py",
+                "core/src/flow/plugins.py")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Install flow and run every example DAG on the embedded default (SQLite in .flow-demo)."""
+    _install_core(session)
+    home = ROOT / ".flow-demo"
+    env = {
+        "FLOW_HOME": str(home),
+        "FLOW__CORE__DAGS_FOLDER": str(ROOT / "examples"),
+        # the connections example reads this connection; the password is masked in its log
+        "FLOW_CONN_EXAMPLE_API": "http://demo:s3cr3t-demo@127.0.0.1:8080/api",
+    }
+    session.run("flow", "db", "migrate", env=env)
+    session.run("flow", "dags", "test", "--all", env=env)
+    session.log(f"logs and database are in {home}")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Print the benchmark figures (never asserted in tests)."""
+    _install_core(session)
+    session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
