@@ -70,3 +70,20 @@ def drop_all(engine: Engine) -> None:
         metadata.drop_all(connection)
         if engine.dialect.name == "mysql":
             connection.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+
+
+def ensure_current(engine: Engine) -> None:
+    """Migrate an embedded SQLite database that is behind; refuse for a server database.
+
+    A newcomer's first ``flow`` command just works on SQLite; a production database is only ever
+    changed by an explicit ``flow db migrate``.
+    """
+    if is_current(engine):
+        return
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    url = engine.url.render_as_string(hide_password=True)
+    raise RuntimeError(f"the metadata database {url} is not at the current schema "
+                       f"({current_revision(engine) or 'empty'} != {head_revision()}); "
+                       "run `flow db migrate`")
