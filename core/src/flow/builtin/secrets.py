@@ -5,6 +5,9 @@ from __future__ import annotations
 from flow.hookspecs import hookimpl
 from flow.records import ConnectionField, ConnectionTypeSpec, SecretsBackendSpec
 
+# Import strings: loading this plugin must not import SQLAlchemy or urllib.
+_HOOKS = "flow.secrets.hooks:"
+
 _HOST_FIELDS = (
     ConnectionField("host", "Host"),
     ConnectionField("port", "Port"),
@@ -28,8 +31,11 @@ def flow_secrets_backends() -> list[SecretsBackendSpec]:
 def flow_connection_types() -> list[ConnectionTypeSpec]:
     return [
         ConnectionTypeSpec("generic", "Generic", fields=_HOST_FIELDS),
-        ConnectionTypeSpec("http", "HTTP", fields=_HOST_FIELDS),
-        ConnectionTypeSpec("postgres", "PostgreSQL", fields=_HOST_FIELDS),
-        ConnectionTypeSpec("mysql", "MySQL / MariaDB", fields=_HOST_FIELDS),
-        ConnectionTypeSpec("sqlite", "SQLite", fields=(ConnectionField("host", "Path"),)),
+        ConnectionTypeSpec("http", "HTTP", hook=_HOOKS + "HttpHook", fields=_HOST_FIELDS),
+        ConnectionTypeSpec("postgres", "PostgreSQL", hook=_HOOKS + "SqlAlchemyHook",
+                           fields=_HOST_FIELDS),
+        ConnectionTypeSpec("mysql", "MySQL / MariaDB", hook=_HOOKS + "SqlAlchemyHook",
+                           fields=_HOST_FIELDS),
+        ConnectionTypeSpec("sqlite", "SQLite", hook=_HOOKS + "SqlAlchemyHook",
+                           fields=(ConnectionField("host", "Path"),)),
     ]
