@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flow.exceptions import FlowException
 
-class ConfigError(Exception):
+
+class ConfigError(FlowException):
     """A configuration value is missing, malformed or of the wrong type."""
 
 
@@ -70,7 +72,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("database", "url", str, _sqlite_default,
            "SQLAlchemy URL of the metadata database.", sensitive=True),
     Option("database", "echo", bool, False, "Log every SQL statement (debugging)."),
-    Option("logging", "base_log_folder", str, _home_default("logs"), "Where task logs are written."),
+    Option("logging", "base_log_folder", str, _home_default("logs"),
+           "Where task logs are written."),
     Option("logging", "level", str, "INFO", "Log level of flow's own processes."),
 )
 

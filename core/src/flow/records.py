@@ -23,13 +23,27 @@ def resolve_import_string(target: str) -> Any:
         module_name, _, attribute = target.rpartition(".")
     if not module_name or not attribute:
         raise RecordError(f"{target!r} is not an import string like 'package.module:ClassName'")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise RecordError(f"cannot import {target!r}: {type(err).__name__}: {err}") from err
     obj: Any = module
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise RecordError(f"{module_name!r} has no attribute {attribute!r}") from None
+    return obj
+
+
+def _load_class(target: str, owner: str) -> type:
+    try:
+        obj = resolve_import_string(target)
+    except RecordError as err:
+        raise RecordError(f"{owner}: {err}. Check the plugin that provides it "
+                          "(`flow plugins list`).") from err.__cause__
+    if not isinstance(obj, type):
+        raise RecordError(f"{owner}: {target!r} is {type(obj).__name__}, not a class")
     return obj
 
 
@@ -48,12 +62,12 @@ class _ClassRecord:
                               "import string like 'package.module:ClassName'")
 
     def load(self) -> type:
-        """The implementing class, imported now if it was given as an import string."""
+        """The implementing class, imported now if it was given as an import string.
+
+        Raises :class:`RecordError` naming the record and the import string.
+        """
         if isinstance(self.cls, str):
-            obj = resolve_import_string(self.cls)
-            if not isinstance(obj, type):
-                raise RecordError(f"{self.cls!r} is not a class")
-            return obj
+            return _load_class(self.cls, f"{type(self).__name__} {self.name!r}")
         return self.cls
 
     @property
@@ -109,10 +123,7 @@ class ConnectionTypeSpec:
 
     def load_hook(self) -> type | None:
         if isinstance(self.hook, str):
-            obj = resolve_import_string(self.hook)
-            if not isinstance(obj, type):
-                raise RecordError(f"{self.hook!r} is not a class")
-            return obj
+            return _load_class(self.hook, f"ConnectionTypeSpec {self.conn_type!r}")
         return self.hook
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from typing import Any
 
 import click
@@ -59,9 +58,18 @@ class FlowGroup(click.Group):
             self.add_command(command, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        if not ctx.resilient_parsing and "--help" in sys.argv:
-            self._add_plugin_commands()
+        # Only help and shell completion list commands; running one goes through get_command.
+        self._add_plugin_commands()
         return sorted({*CORE_COMMANDS, *self.commands})
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # flow's own errors carry a message a user can act on: show it, not a traceback.
+        from flow.exceptions import FlowException
+
+        try:
+            return super().invoke(ctx)
+        except FlowException as err:
+            raise click.ClickException(str(err)) from err
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in CORE_COMMANDS:
