@@ -94,7 +94,8 @@ def evaluate_trigger_rule(rule: str, upstream: UpstreamStates) -> TriggerEvaluat
     """
     rule = str(rule)
     if rule not in TRIGGER_RULES:
-        raise ValueError(f"unknown trigger rule {rule!r}; known: {', '.join(sorted(TRIGGER_RULES))}")
+        known = ", ".join(sorted(TRIGGER_RULES))
+        raise ValueError(f"unknown trigger rule {rule!r}; known: {known}")
     if upstream.considered <= 0 or rule == "always":
         return TriggerEvaluation(Decision.RUN, "no upstream tasks to wait for"
                                  if upstream.considered <= 0 else "trigger rule always")
