@@ -8,7 +8,7 @@ Three shapes, and the name tells which:
 
 Every docstring has the same parts: **When**, **Returns**, **Must not**, **Since**, and for
 registration hooks an **Example**. ``docs/plugins/hooks.md`` is generated from them
-(``nox -s docs`` / ``python -m flow.plugins_docs``) and a test fails when a part is missing.
+(``python -m flow._hookdocs``) and a test fails when a part is missing.
 
 Core code never calls ``pm.hook`` directly: it goes through the typed facade in
 :mod:`flow.plugins`, which also isolates event listeners from each other.
@@ -51,9 +51,9 @@ REGISTRATION_DOCSTRING_PARTS = (*DOCSTRING_PARTS, "Example:")
 def flow_executors() -> list[ExecutorSpec]:
     """Executors this plugin supplies.
 
-    When: once per process, the first time flow needs the executor catalog (the scheduler
-    starting, ``flow plugins list``, the conformance suite). Called in every process that
-    builds a plugin manager.
+    When: once per process, when the plugin manager loads (in the scheduler, a task runner,
+    the web server, ``flow plugins list``, the conformance suite: every process that builds
+    one). The records are used when ``[core] executor`` is resolved.
 
     Returns: a list of :class:`flow.records.ExecutorSpec`. Each ``name`` must be unique across
     all installed plugins; ``[core] executor`` selects one by name. Give the class as an import
@@ -61,7 +61,8 @@ def flow_executors() -> list[ExecutorSpec]:
 
     Must not: import the executor's dependencies (Celery, the Kubernetes client) at module level
     of ``plugin.py``; start threads or connect anywhere; return the same name as another plugin
-    (flow reports both distributions and refuses to pick one).
+    (flow names both distributions; the plugin registered first keeps the name, builtins
+    before third-party plugins, and the other plugin fails whole).
 
     Since: 0.1.0
 
@@ -71,16 +72,18 @@ def flow_executors() -> list[ExecutorSpec]:
         >>> @hookimpl
         ... def flow_executors():
         ...     return [ExecutorSpec(name="acme", cls="acme_flow.executor:AcmeExecutor")]
+        >>> [spec.name for spec in flow_executors()]
+        ['acme']
     """
     raise NotImplementedError
 
 
 @hookspec
 def flow_operators() -> list[OperatorSpec]:
-    """Operators this plugin supplies, for the catalog in the UI, the docs and the conformance suite.
+    """Operators this plugin supplies, for the catalog in the UI, the docs and conformance suite.
 
-    When: once per process, the first time the operator catalog is needed. DAG files import
-    operators directly; this hook only makes them discoverable.
+    When: once per process, when the plugin manager loads. DAG files import operators
+    directly; this hook only makes them discoverable (UI catalog, docs, conformance suite).
 
     Returns: a list of :class:`flow.records.OperatorSpec` whose ``name`` is unique across plugins
     (by convention the class name).
@@ -96,6 +99,8 @@ def flow_operators() -> list[OperatorSpec]:
         >>> @hookimpl
         ... def flow_operators():
         ...     return [OperatorSpec(name="AcmeOperator", cls="acme_flow.operators:AcmeOperator")]
+        >>> [spec.name for spec in flow_operators()]
+        ['AcmeOperator']
     """
     raise NotImplementedError
 
@@ -104,8 +109,8 @@ def flow_operators() -> list[OperatorSpec]:
 def flow_connection_types() -> list[ConnectionTypeSpec]:
     """Connection types this plugin supplies: conn_type, label, form fields and hook class.
 
-    When: once per process, the first time connection types are listed (the web UI's connection
-    form, ``flow connections add --conn-type``, a connection test).
+    When: once per process, when the plugin manager loads; used by the web UI's connection
+    form, ``flow connections add --conn-type`` and a connection test.
 
     Returns: a list of :class:`flow.records.ConnectionTypeSpec`; ``conn_type`` is unique across
     plugins and is the scheme of the connection's URI form.
@@ -124,6 +129,8 @@ def flow_connection_types() -> list[ConnectionTypeSpec]:
         ...         conn_type="acme", label="Acme API", hook="acme_flow.hooks:AcmeHook",
         ...         fields=(ConnectionField("host", "Base URL", required=True),
         ...                 ConnectionField("password", "API token", sensitive=True)))]
+        >>> [(spec.conn_type, spec.fields[1].sensitive) for spec in flow_connection_types()]
+        [('acme', True)]
     """
     raise NotImplementedError
 
@@ -132,7 +139,8 @@ def flow_connection_types() -> list[ConnectionTypeSpec]:
 def flow_xcom_backends() -> list[XComBackendSpec]:
     """XCom backends this plugin supplies; ``[core] xcom_backend`` selects one by name.
 
-    When: once per process, when a task runner or the web server first reads or writes an XCom.
+    When: once per process, when the plugin manager loads; the class is imported when a task
+    runner or the web server first reads or writes an XCom.
 
     Returns: a list of :class:`flow.records.XComBackendSpec`. The class implements
     :class:`flow.execution.xcom.BaseXComBackend` (``set``, ``get_many``, ``clear``).
@@ -148,6 +156,8 @@ def flow_xcom_backends() -> list[XComBackendSpec]:
         >>> @hookimpl
         ... def flow_xcom_backends():
         ...     return [XComBackendSpec(name="s3", cls="acme_flow.xcom:S3XComBackend")]
+        >>> [spec.name for spec in flow_xcom_backends()]
+        ['s3']
     """
     raise NotImplementedError
 
@@ -156,8 +166,9 @@ def flow_xcom_backends() -> list[XComBackendSpec]:
 def flow_secrets_backends() -> list[SecretsBackendSpec]:
     """Secrets backends this plugin supplies, searched for connections and variables.
 
-    When: once per process, the first time a connection or variable is looked up. The backends
-    named in ``[core] secrets_backends`` are searched in that order.
+    When: once per process, when the plugin manager loads; the classes are imported the first
+    time a connection or variable is looked up. The backends named in
+    ``[core] secrets_backends`` are searched in that order.
 
     Returns: a list of :class:`flow.records.SecretsBackendSpec`. The class implements
     :class:`flow.secrets.backends.BaseSecretsBackend` (``get_connection``, ``get_variable``).
@@ -172,6 +183,8 @@ def flow_secrets_backends() -> list[SecretsBackendSpec]:
         >>> @hookimpl
         ... def flow_secrets_backends():
         ...     return [SecretsBackendSpec(name="vault", cls="acme_flow.vault:VaultBackend")]
+        >>> [spec.name for spec in flow_secrets_backends()]
+        ['vault']
     """
     raise NotImplementedError
 
@@ -180,8 +193,8 @@ def flow_secrets_backends() -> list[SecretsBackendSpec]:
 def flow_timetables() -> list[TimetableSpec]:
     """Timetable classes this plugin supplies, usable as a DAG's ``schedule``.
 
-    When: once per process, when a serialized DAG is restored (scheduler, web server) and a
-    timetable class must be found by name.
+    When: once per process, when the plugin manager loads; the class is imported when a
+    serialized DAG is restored (scheduler, web server) and its timetable is found by name.
 
     Returns: a list of :class:`flow.records.TimetableSpec`; the class implements
     :class:`flow.scheduling.timetables.Timetable` and serializes to JSON.
@@ -196,6 +209,8 @@ def flow_timetables() -> list[TimetableSpec]:
         >>> @hookimpl
         ... def flow_timetables():
         ...     return [TimetableSpec(name="workdays", cls="acme_flow.timetables:Workdays")]
+        >>> [spec.name for spec in flow_timetables()]
+        ['workdays']
     """
     raise NotImplementedError
 
@@ -218,6 +233,23 @@ def flow_cli(cli: click.Group) -> None:
     actually runs (keep imports inside the command function so ``flow --help`` stays fast).
 
     Since: 0.1.0
+
+    Example:
+        >>> import click
+        >>> from flow import hookimpl
+        >>> @hookimpl
+        ... def flow_cli(cli):
+        ...     @cli.group()
+        ...     def acme():
+        ...         "Acme's commands."
+        ...     @acme.command()
+        ...     def sync():
+        ...         from acme_flow.sync import run  # imported only when the command runs
+        ...         run()
+        >>> group = click.Group()
+        >>> flow_cli(group)
+        >>> sorted(group.commands)
+        ['acme']
     """
     raise NotImplementedError
 
