@@ -18,8 +18,9 @@ from sqlalchemy import Engine, MetaData, text
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(url: str = "sqlite://", stdout: io.StringIO | None = None) -> AlembicConfig:
-    config = AlembicConfig(stdout=stdout) if stdout is not None else AlembicConfig()
+def alembic_config(url: str = "sqlite://", output: io.StringIO | None = None) -> AlembicConfig:
+    # Offline (--sql) mode writes the SQL to output_buffer, not to stdout.
+    config = AlembicConfig(output_buffer=output) if output is not None else AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
@@ -47,7 +48,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def upgrade_sql(url: str, revision: str = "head") -> str:
     """The SQL that ``upgrade`` would run on an empty database of ``url``'s dialect."""
     out = io.StringIO()
-    command.upgrade(alembic_config(url, stdout=out), revision, sql=True)
+    command.upgrade(alembic_config(url, output=out), revision, sql=True)
     return out.getvalue()
 
 
