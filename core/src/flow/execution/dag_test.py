@@ -399,3 +399,46 @@ class _Driver:
             except Exception:
                 log.exception("%s %r of DAG %s raised; the run's state stays %s", name,
                               callback, self.dag.dag_id, state)
+
+
+def run_task_test(dag: Any, task_id: str, logical_date: datetime | None = None, *,
+                  map_index: int = -1, engine: Engine | None = None, plugins: Any = None,
+                  echo: TextIO | None = None) -> Any:
+    """``flow tasks test``: run one task once, ignoring its dependencies and past tries.
+
+    Uses the manual run of ``logical_date`` (created if missing, kept if present) so upstream
+    XComs of an earlier ``flow dags test`` of the same date are visible to the task.
+    """
+    from flow.plugins import current
+    from flow.store.migrate import ensure_current
+    from flow.store.session import get_engine
+
+    engine = engine or get_engine()
+    ensure_current(engine)
+    plugins = plugins or current()
+    task = dag.get_task(task_id)
+    tz = getattr(dag, "timezone", "UTC")
+    when = make_aware(logical_date, tz) if logical_date is not None else utcnow()
+    with _session(engine) as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id,
+                                                  DagRun.logical_date == when))
+        run_id = run.run_id if run is not None else None
+    if run_id is None:
+        run_id = _create_run(engine, plugins, dag, when, {}).run_id
+    with _session(engine) as session:
+        row = session.scalar(select(TaskInstance).where(
+            TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id,
+            TaskInstance.task_id == task_id, TaskInstance.map_index == map_index))
+        if row is None:
+            if getattr(task, "is_mapped", False) and map_index < 0:
+                raise ValueError(f"task {task_id!r} is mapped: give the map index to test")
+            row = TaskInstance(dag_id=dag.dag_id, run_id=run_id, task_id=task_id,
+                               map_index=map_index, try_number=0,
+                               max_tries=int(getattr(task, "retries", 0) or 0),
+                               operator=task.task_type)
+            session.add(row)
+            session.flush()
+        try_number = row.try_number + 1
+        row.state, row.try_number, row.queued_at = TIS.QUEUED, try_number, utcnow()
+    return run_task(dag, task_id, run_id, map_index=map_index, try_number=try_number,
+                    engine=engine, plugins=plugins, echo=echo)
