@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from flow import Connection, DAG, task
+from flow import DAG, Connection, task
 
 log = logging.getLogger(__name__)
 
