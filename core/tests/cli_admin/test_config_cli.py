@@ -62,3 +62,12 @@ def test_markdown_reference_lists_every_option(flow_cli: Flow) -> None:
     output = flow_cli("config", "list", "-o", "markdown").output
     for option in OPTIONS:
         assert f"`{option.env_var}`" in output
+
+
+def test_configuration_doc_holds_the_generated_option_table() -> None:
+    from flow.cli.config_command import options_markdown
+
+    doc = (Path(__file__).parents[3] / "docs" / "configuration.md").read_text()
+    block = doc.split("<!-- options:start -->\n", 1)[1].split("\n<!-- options:end -->", 1)[0]
+    assert block == options_markdown(), (
+        "docs/configuration.md is stale: paste `flow config list --output markdown` into it")

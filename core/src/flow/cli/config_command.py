@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -45,24 +46,40 @@ def config_rows(config: Config, section: str | None = None) -> list[dict[str, An
     return rows
 
 
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def _documented_default(option: Option) -> str:
+    """The default as a reader sees it: computed defaults in terms of ``$FLOW_HOME``."""
+    default = option.default
+    if callable(default):
+        saved = os.environ.get("FLOW_HOME")
+        os.environ["FLOW_HOME"] = "$FLOW_HOME"
+        try:
+            default = default()
+        finally:
+            if saved is None:
+                del os.environ["FLOW_HOME"]
+            else:
+                os.environ["FLOW_HOME"] = saved
+    return f"`{_toml_literal(default)}`"
+
+
 def options_markdown() -> str:
-    """The option reference as a Markdown table (docs/configuration.md)."""
+    """The option reference as a Markdown table (pasted into docs/configuration.md)."""
     lines = ["| option | type | default | environment variable | description |",
              "|---|---|---|---|---|"]
     for option in OPTIONS:
-        if callable(option.default):
-            default = "(computed, see description)"
-            if option.key in {"dags_folder", "base_log_folder"}:
-                default = f"`$FLOW_HOME/{'dags' if option.key == 'dags_folder' else 'logs'}`"
-            elif option.key == "url":
-                default = "`sqlite:///$FLOW_HOME/flow.db`"
-        else:
-            default = f"`{option.default!r}`" if option.default != "" else "(empty)"
         description = option.description.replace("|", "\\|")
         if option.sensitive:
-            description += " *Sensitive: shown as `***`.*"
-        lines.append(f"| `[{option.section}] {option.key}` | {option.type.__name__} | {default} "
-                     f"| `{option.env_var}` | {description} |")
+            description += " *Sensitive: `flow config list` hides it.*"
+        lines.append(f"| `[{option.section}] {option.key}` | {option.type.__name__} "
+                     f"| {_documented_default(option)} | `{option.env_var}` | {description} |")
     return "\n".join(lines)
 
 
