@@ -84,3 +84,20 @@ def test_console_script_runs_db_check(db_url: str) -> None:
                           env=os.environ.copy(), timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"current revision: {head_revision()}" in done.stdout
+
+
+def test_rotate_fernet_key_lets_the_old_key_be_dropped(
+        flow_cli: Callable[..., Result], db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    old_key = os.environ["FLOW__CORE__FERNET_KEY"]
+    new_key = Fernet.generate_key().decode()
+    flow_cli("connections", "add", "db", "--conn-uri", "postgres://u:pw-before@h/db")
+    flow_cli("variables", "set", "note", "kept")
+    monkeypatch.setenv("FLOW__CORE__FERNET_KEY", f"{new_key},{old_key}")
+    result = flow_cli("db", "rotate-fernet-key")
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 2 stored value(s)" in result.output
+    monkeypatch.setenv("FLOW__CORE__FERNET_KEY", new_key)
+    assert "password: pw-before" in flow_cli("connections", "get", "db", "--reveal").output
+    assert flow_cli("variables", "get", "note").output.strip() == "kept"

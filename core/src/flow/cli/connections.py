@@ -280,5 +280,5 @@ def _dump(data: Any, file_format: str) -> str:
     if file_format == "yaml":
         import yaml
 
-        return yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+        return str(yaml.safe_dump(data, sort_keys=True, default_flow_style=False))
     return json.dumps(data, indent=2, sort_keys=True)

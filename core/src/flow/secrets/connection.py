@@ -44,7 +44,7 @@ class Connection:
 
     def __init__(self, conn_id: str, conn_type: str, host: str | None = None,
                  schema: str | None = None, login: str | None = None,
-                 password: str | None = None, port: int | None = None,
+                 password: str | None = None, port: int | str | None = None,
                  extra: str | dict[str, Any] | None = None,
                  description: str | None = None) -> None:
         if not conn_id or not isinstance(conn_id, str):
