@@ -119,8 +119,13 @@ class PluginInfo:
         }
 
     @property
+    def source(self) -> str:
+        """``distribution version``, e.g. ``flow-celery 1.2.0``."""
+        return f"{self.distribution} {self.version}".strip()
+
+    @property
     def label(self) -> str:
-        return f"{self.distribution} {self.version} (plugin {self.name})".replace("  ", " ")
+        return f"{self.source} (plugin {self.name})"
 
 
 class _Named(Protocol):
@@ -233,7 +238,7 @@ class PluginManager:
         self._entry_point_reads += 1
         # Sorted so the order of third-party plugins never depends on sys.path order.
         return sorted(importlib_metadata.entry_points(group=ENTRY_POINT_GROUP),
-                      key=lambda ep: ep.name)
+                      key=lambda ep: (ep.name, ep.dist.name if ep.dist else ""))
 
     def _load_one(self, info: PluginInfo, loader: Callable[[], object]) -> None:
         try:
@@ -293,7 +298,7 @@ class PluginManager:
             hint = f" (did you mean {close[0]}?)" if close else ""
             problem = f"implements unknown hook {caller.name}{hint}"
             problems.append(problem)
-            self._unknown_hooks.append(f"plugin {info.name} from {info.label}: {problem}")
+            self._unknown_hooks.append(f"plugin {info.name} from {info.source}: {problem}")
         return problems
 
     def check_pending(self) -> None:
@@ -326,7 +331,7 @@ class PluginManager:
             if self._pm.has_plugin(info.name):
                 self._pm.unregister(name=info.name)
                 self._listener_cache.clear()
-        message = f"plugin {info.name} from {info.label} failed: {reason}"
+        message = f"plugin {info.name} from {info.source} failed: {reason}"
         if self.strict:
             kind = PluginConflictError if conflict else PluginError
             raise kind(f"{message} (fatal because of strict plugin mode, FLOW_STRICT_PLUGINS=1 "
