@@ -102,6 +102,13 @@ def cli(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # A command may run tasks in-process (`flow dags test`): whatever their log records carry
+    # reaches this terminal, so the terminal's handler masks secrets as the task log does.
+    from flow.secrets.masking import MaskingFilter
+
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
 
 
 def main() -> None:
