@@ -61,9 +61,6 @@ def test_connection_password_and_sensitive_variable_are_masked_in_the_task_log(
         assert canary not in log
 
 
-@pytest.mark.xfail(strict=True, reason="the stderr handler that flow.cli.main's "
-                   "logging.basicConfig installs has no MaskingFilter, so a task's log record "
-                   "that propagates to the root logger during `flow dags test` is unmasked")
 def test_secrets_are_masked_on_the_terminal_of_dags_test(
         sqlite_db: str, flow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, done = _run_dag_reading_secrets(flow_home, monkeypatch)
