@@ -46,3 +46,43 @@ def actions(flow_cli: object) -> ActionRecorder:
     recorder = ActionRecorder()
     current().register(recorder, "action-recorder")
     return recorder
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def empty_server_url(request: pytest.FixtureRequest, flow_home: object,
+                     monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A freshly created, empty (unmigrated) database on each server, set as the flow DB."""
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = {
+        "postgresql": os.environ.get("FLOW_TEST_POSTGRES_URL",
+                                     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        "mariadb": os.environ.get("FLOW_TEST_MARIADB_URL",
+                                  "mysql+pymysql://root@127.0.0.1:3306/test"),
+    }[request.param]
+    name = f"flow_empty_{uuid.uuid4().hex[:8]}"
+    quoted = f'"{name}"' if request.param == "postgresql" else f"`{name}`"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+    except Exception as err:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"{request.param} server unavailable: {err}")
+        pytest.skip(f"{request.param} server unavailable: {err}; set CI=true to fail instead")
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("FLOW__DATABASE__URL", url)
+    try:
+        yield url
+    finally:
+        from flow.store.session import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as connection:
+            force = " WITH (FORCE)" if request.param == "postgresql" else ""
+            connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+        admin.dispose()

@@ -101,3 +101,15 @@ def test_rotate_fernet_key_lets_the_old_key_be_dropped(
     monkeypatch.setenv("FLOW__CORE__FERNET_KEY", new_key)
     assert "password: pw-before" in flow_cli("connections", "get", "db", "--reveal").output
     assert flow_cli("variables", "get", "note").output.strip() == "kept"
+
+
+def test_a_server_database_is_never_migrated_implicitly(
+        flow_cli: Callable[..., Result], empty_server_url: str) -> None:
+    refused = flow_cli("connections", "list")
+    assert refused.exit_code == 1
+    assert "run `flow db migrate`" in refused.output
+    check = flow_cli("db", "check")
+    assert check.exit_code == 1 and "current revision: none" in check.output
+    assert flow_cli("db", "migrate").exit_code == 0
+    assert flow_cli("db", "check").exit_code == 0
+    assert flow_cli("connections", "list").exit_code == 0
