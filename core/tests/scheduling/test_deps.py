@@ -83,7 +83,7 @@ def test_every_upstream_removed_counts_as_no_upstream() -> None:
 
 
 def test_unknown_trigger_rule_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown trigger rule 'all_sucess'.*all_success"):
+    with pytest.raises(ValueError, match=r"unknown trigger rule 'all_sucess'.*all_success"):
         evaluate_trigger_rule("all_sucess", UpstreamStates.count(["success"]))
 
 
