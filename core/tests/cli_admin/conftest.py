@@ -12,8 +12,6 @@ from flow.cli.main import cli
 from flow.plugins import PluginManager, activate
 from flow.secrets.masking import reset_masker
 
-FLOW_SCRIPT = "/work/venv/bin/flow"
-
 
 @pytest.fixture
 def flow_cli(flow_home: object) -> Iterator[Callable[..., Result]]:

@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,8 @@ from flow.store.models import EventLog
 from flow.store.session import get_engine, session_scope
 
 CANARY = "canary-Pa55w0rd"
-FLOW_SCRIPT = "/work/venv/bin/flow"
+# The console script installed next to this interpreter (any venv, not one fixed path).
+FLOW_SCRIPT = str(Path(sys.executable).with_name("flow"))
 Flow = Callable[..., Result]
 
 

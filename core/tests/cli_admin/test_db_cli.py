@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from sqlalchemy import text
 from flow.store.migrate import head_revision
 from flow.store.session import get_engine
 
-FLOW_SCRIPT = "/work/venv/bin/flow"
+# The console script installed next to this interpreter (any venv, not one fixed path).
+FLOW_SCRIPT = str(Path(sys.executable).with_name("flow"))
 
 
 @pytest.mark.parametrize(("url", "dialect_marker"), [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from flow.secrets.connection import Connection
 from flow.secrets.database import save_connection
 
-FLOW_SCRIPT = "/work/venv/bin/flow"
+# The console script installed next to this interpreter (any venv, not one fixed path).
+FLOW_SCRIPT = str(Path(sys.executable).with_name("flow"))
 
 DAG_FILE = textwrap.dedent('''
     import logging
