@@ -137,16 +137,11 @@ def test_schedule_interval_is_accepted_as_an_alias():
 
 
 def test_get_task_names_the_dag_when_missing():
-    with DAG("lookup"):
+    with DAG("lookup") as lookup:
         EmptyOperator(task_id="a")
-    with pytest.raises(KeyError, match="DAG 'lookup' has no task 'b'"):
-        DAG.get_task(lookup := _last_dag("lookup"), "b")
+    with pytest.raises(KeyError, match="DAG 'lookup' has no task 'b'; its tasks are: a"):
+        lookup.get_task("b")
     assert lookup.has_task("a")
-
-
-def _last_dag(dag_id):
-    import gc
-    return next(o for o in gc.get_objects() if isinstance(o, DAG) and o.dag_id == dag_id)
 
 
 def test_topological_sort_keeps_definition_order_between_independent_tasks():
