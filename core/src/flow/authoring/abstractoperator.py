@@ -137,6 +137,21 @@ class AbstractOperator(DependencyMixin):
     task_group: TaskGroup | None
     params: ParamsDict
     start_date: datetime | None
+    end_date: datetime | None
+    owner: str
+    retries: int
+    trigger_rule: TriggerRule
+    execution_timeout: timedelta | None
+    pool: str
+    pool_slots: int
+    priority_weight: int
+    queue: str
+    executor: str | None
+    executor_config: dict[str, Any]
+    depends_on_past: bool
+    do_xcom_push: bool
+    multiple_outputs: bool
+    doc_md: str | None
     retry_delay: timedelta
     retry_exponential_backoff: bool
     max_retry_delay: timedelta | None
@@ -185,8 +200,8 @@ class AbstractOperator(DependencyMixin):
 
     @property
     def log(self) -> logging.Logger:
-        cls = type(self)
-        return logging.getLogger(f"flow.task.operators.{cls.__module__}.{cls.__name__}")
+        # under "flow.task", whose records the task runner writes to the task's log
+        return logging.getLogger(f"flow.task.operators.{type(self).__name__}")
 
     # ---- dependencies -----------------------------------------------------------------------
     @property

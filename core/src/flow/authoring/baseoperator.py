@@ -94,7 +94,7 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
                 f"{type(self).__name__} takes keyword arguments only "
                 f"(e.g. {type(self).__name__}(task_id=...)), got positional {args!r}",
                 *user_location(1))
-        self._flow_initialising = True
+        self.__dict__["_flow_initialising"] = True
         try:
             init(self, **resolve_defaults(type(self), kwargs))
         except TypeError as err:
@@ -105,7 +105,7 @@ def _wrap_init(init: Callable[..., None]) -> Callable[..., None]:
                                          *user_location(1)) from None
             raise
         finally:
-            del self._flow_initialising
+            del self.__dict__["_flow_initialising"]
         self._after_init()
 
     wrapper._flow_wrapped = True  # type: ignore[attr-defined]

@@ -92,7 +92,7 @@ class TaskGroup(DependencyMixin):
         return label
 
     def add(self, child: Any) -> None:
-        key = child.group_id if isinstance(child, TaskGroup) else child.task_id
+        key: str = child.group_id if isinstance(child, TaskGroup) else child.task_id  # type: ignore[assignment]
         if key in self.children and self.children[key] is not child:
             raise DuplicateTaskIdError(f"{key!r} is already used in DAG {self.dag_id!r}",
                                        child.definition_file, child.definition_lineno)

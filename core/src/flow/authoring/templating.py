@@ -72,15 +72,15 @@ def render(value: Any, context: Mapping[str, Any], jinja_env: Environment,
 
 
 def _ds_filter(value: Any) -> str:
-    return value.strftime("%Y-%m-%d")
+    return str(value.strftime("%Y-%m-%d"))
 
 
 def _ds_nodash_filter(value: Any) -> str:
-    return value.strftime("%Y%m%d")
+    return str(value.strftime("%Y%m%d"))
 
 
 def _ts_filter(value: Any) -> str:
-    return value.isoformat()
+    return str(value.isoformat())
 
 
 _FILTERS = {"ds": _ds_filter, "ds_nodash": _ds_nodash_filter, "ts": _ts_filter}
