@@ -21,8 +21,9 @@ nox.options.error_on_missing_interpreters = True
 
 PYTHON = os.environ.get("FLOW_NOX_PYTHON", "3.11")
 TEST_DEPS = ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3"]
+# mypy --strict for these (root pyproject.toml): the contracts plugins code against
 TYPED_STRICT = ["core/src/flow/hookspecs.py", "core/src/flow/records.py",
-                "core/src/flow/plugins.py"]
+                "core/src/flow/plugins.py", "core/src/flow/testing"]
 
 
 def _packages() -> dict[str, Path]:
@@ -76,7 +77,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy, strict on the contracts: hookspecs, records, plugins (root pyproject.toml)."""
+    """mypy, strict on the contracts: hookspecs, records, plugins, testing."""
     _install_core(session)
     session.install("mypy>=1.10", "types-PyYAML")
     session.run("mypy", *TYPED_STRICT, *session.posargs)
