@@ -155,3 +155,18 @@ def test_files_that_cannot_define_a_dag_or_are_ignored_are_not_parsed(dags: Path
     _write(dags / "scratch", "draft_dag.py", GOOD.format(dag_id="draft"))
     _write(dags, ".flowignore", "# drafts\nscratch/*\n")
     assert [Path(p).name for p in list_dag_files(dags)] == ["real_dag.py"]
+
+
+def test_a_file_that_kills_its_process_or_ignores_the_alarm_does_not_stop_the_others(
+        dags: Path, engine: Engine) -> None:
+    _write(dags, "a_good_dag.py", GOOD.format(dag_id="first"))
+    _write(dags, "b_exits_dag.py", "# flow dag\nimport os\nos._exit(3)\n")
+    _write(dags, "c_stubborn_dag.py", "# flow dag\nimport signal\n"
+                                      "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                                      "while True:\n    pass\n")
+    _write(dags, "d_good_dag.py", GOOD.format(dag_id="last"))
+    result = _processor(dags, engine, timeout=0.5, parallelism=1).process()
+    assert result.dag_ids == ["first", "last"]
+    errors = {Path(row.filename).name: row.message for row in _rows(engine, ImportError_)}
+    assert "died" in errors["b_exits_dag.py"]
+    assert "longer than 0.5 seconds" in errors["c_stubborn_dag.py"]

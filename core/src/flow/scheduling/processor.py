@@ -8,10 +8,14 @@ How a parse runs, and why:
   (case-insensitive): a helper module that never mentions either cannot define a DAG, and
   skipping it avoids running its import side effects (the same "safe mode" heuristic Airflow uses).
 * **Isolation without an interpreter per file.** The processor imports flow's authoring API once,
-  then forks one child per file, up to one child per CPU at a time. A child imports the file,
-  serializes its DAGs to JSON, writes them to a pipe and exits; the parent never runs user code.
-  A child that outlives ``[core] dag_file_processor_timeout`` is killed with SIGKILL and the file is
-  reported as an import error naming the timeout; the other files go on.
+  then forks one worker process per CPU. A worker parses the files it is sent one at a time
+  (import, serialize the DAGs to JSON, reply on a pipe); the parent never runs user code. Each
+  file runs under ``SIGALRM`` set to ``[core] dag_file_processor_timeout``: a file that takes
+  longer is reported as an import error naming the timeout, and its worker is replaced by a fresh
+  one (the import was cut short, so the worker's state is suspect). A worker stuck where the
+  alarm cannot reach it (inside C code) is killed with SIGKILL a grace period later. The other
+  files go on. Workers are forked per parse, so a long-lived processor never accumulates DAG
+  modules.
 * **Only what changed.** A long-lived processor remembers each file's (mtime, size); a new
   process compares the file's SHA-256 with the stored ``dag_code`` row. Unchanged files that
   loaded cleanly are not parsed again.
@@ -303,120 +307,198 @@ def _read(path: str) -> bytes:
 
 # --------------------------------------------------------------------------- child processes
 
+# A worker that outlives a file's timeout by this much (stuck in C code that ignores SIGALRM)
+# is killed from outside.
+KILL_GRACE = 2.0
+# The parent's ends of every live worker's pipes (see _Worker.start).
+_PARENT_FDS: set[int] = set()
+
+
+class _ParseTimeout(BaseException):
+    """Raised by SIGALRM inside a worker; a BaseException so a DAG file's ``except Exception``
+    cannot swallow it."""
+
 
 def parse_files(paths: list[str], dags_folder: str, timeout: float,
                 parallelism: int) -> list[ParsedFile]:
-    """Parse each file in a forked child, ``parallelism`` at a time, killing those that time out."""
+    """Parse ``paths`` in up to ``parallelism`` worker processes (see the module docstring)."""
+    if not paths:
+        return []
     _preload()
     pending = list(reversed(paths))
-    running: dict[int, _Child] = {}
+    workers: list[_Worker] = []
     selector = selectors.DefaultSelector()
     results: list[ParsedFile] = []
     try:
-        while pending or running:
-            while pending and len(running) < parallelism:
-                child = _Child.start(pending.pop(), dags_folder, timeout)
-                running[child.fd] = child
-                selector.register(child.fd, selectors.EVENT_READ)
-            wait = max(0.0, min(c.deadline for c in running.values()) - time.monotonic())
+        for _ in range(min(parallelism, len(paths))):
+            workers.append(_Worker.start(dags_folder, timeout, selector))
+        while len(results) < len(paths):
+            for worker in workers:
+                if worker.current is None and pending:
+                    worker.send(pending.pop())
+            busy = [w for w in workers if w.current is not None]
+            wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
             for key, _ in selector.select(timeout=wait):
-                child = running[key.fd]  # type: ignore[index]
-                if child.read():
-                    selector.unregister(child.fd)
-                    del running[child.fd]
-                    results.append(child.finish())
+                worker = key.data
+                done, finished = worker.read()
+                results.extend(done)
+                if finished:  # the worker exited (after a timeout, or it died)
+                    results.extend(worker.close(killed=False))
+                    workers[workers.index(worker)] = _Worker.start(dags_folder, timeout,
+                                                                   selector)
             now = time.monotonic()
-            for fd, child in list(running.items()):
-                if now >= child.deadline:
-                    selector.unregister(fd)
-                    del running[fd]
-                    results.append(child.kill())
+            for index, worker in enumerate(workers):
+                if worker.current is not None and now >= worker.deadline:
+                    results.extend(worker.close(killed=True))
+                    workers[index] = _Worker.start(dags_folder, timeout, selector)
     finally:
-        for fd, child in running.items():
-            selector.unregister(fd)
-            child.kill()
+        for worker in workers:
+            worker.stop()
         selector.close()
     order = {path: index for index, path in enumerate(paths)}
     return sorted(results, key=lambda item: order[item.path])
 
 
 def _preload() -> None:
-    """Import the authoring API once here, so each forked child starts with it loaded."""
+    """Import the authoring API once here, so each forked worker starts with it loaded."""
     for module in ("flow.authoring.dag", "flow.operators", "flow.scheduling.serialization"):
         with contextlib.suppress(ImportError):
             __import__(module)
 
 
 @dataclass
-class _Child:
+class _Worker:
+    """A forked process that parses the files it is sent, one at a time."""
+
     pid: int
-    fd: int
-    path: str
-    deadline: float
+    requests: int
+    replies: int
     timeout: float
-    started: float
-    chunks: list[bytes] = field(default_factory=list)
+    selector: selectors.BaseSelector
+    current: str | None = None
+    started: float = 0.0
+    deadline: float = float("inf")
+    buffer: bytes = b""
 
     @classmethod
-    def start(cls, path: str, dags_folder: str, timeout: float) -> _Child:
-        read_fd, write_fd = os.pipe()
+    def start(cls, dags_folder: str, timeout: float,
+              selector: selectors.BaseSelector) -> _Worker:
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(read_fd)
-            _child_main(path, dags_folder, write_fd)
-        os.close(write_fd)
-        now = time.monotonic()
-        return cls(pid, read_fd, path, now + timeout, timeout, now)
+        if pid == 0:  # the worker: never returns
+            # Close the other workers' pipe ends this fork inherited: a worker must see EOF
+            # when the parent closes its request pipe, whoever else is alive.
+            for fd in (request_write, reply_read, *_PARENT_FDS):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            _worker_main(dags_folder, timeout, request_read, reply_write)
+        os.close(request_read)
+        os.close(reply_write)
+        _PARENT_FDS.update((request_write, reply_read))
+        worker = cls(pid, request_write, reply_read, timeout, selector)
+        selector.register(reply_read, selectors.EVENT_READ, worker)
+        return worker
 
-    def read(self) -> bool:
-        """Read what is available; True once the child closed its end."""
-        data = os.read(self.fd, 1 << 16)
-        if data:
-            self.chunks.append(data)
-            return False
-        return True
+    def send(self, path: str) -> None:
+        self.current, self.started = path, time.monotonic()
+        self.deadline = self.started + self.timeout + KILL_GRACE
+        os.write(self.requests, path.encode() + b"\n")
 
-    def finish(self) -> ParsedFile:
-        os.close(self.fd)
-        _, status = os.waitpid(self.pid, 0)
-        item = ParsedFile(self.path, "", duration=time.monotonic() - self.started)
-        try:
-            payload = json.loads(b"".join(self.chunks))
-        except ValueError:
-            code = os.waitstatus_to_exitcode(status)
-            item.errors.append(DagFileError(self.path, None, f"the process parsing this file "
-                                                             f"died (exit code {code})"))
-            return item
+    def read(self) -> tuple[list[ParsedFile], bool]:
+        """Parsed files that arrived, and whether the worker has exited."""
+        data = os.read(self.replies, 1 << 20)
+        if not data:
+            return [], True
+        self.buffer += data
+        done = []
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            done.append(self._parsed(json.loads(line)))
+        return done, False
+
+    def _parsed(self, payload: dict[str, Any]) -> ParsedFile:
+        item = ParsedFile(payload["path"], "", duration=time.monotonic() - self.started)
         item.dags = payload["dags"]
         item.errors = [DagFileError(**error) for error in payload["errors"]]
+        self.current, self.deadline = None, float("inf")
         return item
 
-    def kill(self) -> ParsedFile:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        os.close(self.fd)
-        message = (f"importing the file took longer than {self.timeout:g} seconds "
-                   "([core] dag_file_processor_timeout) and was stopped; look for a loop or "
-                   "a blocking call at module level")
-        return ParsedFile(self.path, "", errors=[DagFileError(self.path, None, message)],
-                          duration=time.monotonic() - self.started)
+    def close(self, killed: bool) -> list[ParsedFile]:
+        """Stop this worker; the file it was parsing (if any) is reported as an error."""
+        path = self.current
+        self.stop(kill=killed)
+        if path is None:
+            return []
+        if killed:
+            message = _timeout_message(self.timeout)
+        else:
+            message = "the process parsing this file died; see the DAG processor's log"
+        return [ParsedFile(path, "", errors=[DagFileError(path, None, message)],
+                           duration=time.monotonic() - self.started)]
+
+    def stop(self, kill: bool = False) -> None:
+        if self.requests < 0:
+            return
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.replies)
+        os.close(self.requests)  # EOF: an idle worker exits
+        os.close(self.replies)
+        _PARENT_FDS.difference_update((self.requests, self.replies))
+        self.requests = self.replies = -1
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
-def _child_main(path: str, dags_folder: str, write_fd: int) -> None:
+def _timeout_message(timeout: float) -> str:
+    return (f"importing the file took longer than {timeout:g} seconds "
+            "([core] dag_file_processor_timeout) and was stopped; look for a loop or a "
+            "blocking call at module level")
+
+
+def _worker_main(dags_folder: str, timeout: float, requests: int, replies: int) -> None:
     code = 0
     try:
         os.dup2(2, 1)  # a DAG file that prints must not pollute the parent's stdout
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        payload = json.dumps(parse_one(path, dags_folder)).encode()
-        view = memoryview(payload)
-        while view:
-            written = os.write(write_fd, view)
-            view = view[written:]
-    except BaseException:  # the parent reports a child that wrote nothing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGALRM, _on_alarm)
+        with os.fdopen(requests, "rb") as lines:
+            for line in lines:
+                path = line.decode().rstrip("\n")
+                timed_out = False
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+                try:
+                    payload = parse_one(path, dags_folder)
+                except _ParseTimeout:
+                    timed_out = True
+                    payload = {"dags": [], "errors": [
+                        DagFileError(path, None, _timeout_message(timeout)).to_dict()]}
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                payload["path"] = path
+                _write_all(replies, json.dumps(payload).encode() + b"\n")
+                if timed_out:
+                    # The file's import was cut short somewhere: start the next file in a
+                    # fresh worker rather than in this one's half-changed state.
+                    break
+    except BaseException:  # the parent reports the file as "the process died"
         code = 1
     finally:
         os._exit(code)
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _ParseTimeout()
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def parse_one(path: str, dags_folder: str) -> dict[str, Any]:
