@@ -130,6 +130,7 @@ def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
     outcome.update(state=result.state, message=result.message, log_path=result.log_path,
                    error=result.error)
     if not result.started:
+        outcome["state"] = "refused"
         return EXIT_REFUSED, outcome
     return (EXIT_OK if result.ok else EXIT_TASK_FAILED), outcome
 

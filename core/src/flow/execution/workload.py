@@ -71,8 +71,9 @@ class TaskWorkload:
 @dataclass(frozen=True)
 class TaskEvent:
     """What happened to a workload: ``state`` is a task instance state (``running``,
-    ``success``, ``failed``, ``up_for_retry``, ``skipped``) or ``lost`` when the executor cannot
-    tell (the worker died). ``info`` holds details such as an exit code or an error message."""
+    ``success``, ``failed``, ``up_for_retry``, ``skipped``), ``refused`` when the runner did not
+    start the try (a late or duplicate start), or ``lost`` when the executor cannot tell (the
+    worker died). ``info`` holds details such as an exit code or an error message."""
 
     key: TaskKey
     state: str
