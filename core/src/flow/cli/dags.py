@@ -306,6 +306,8 @@ def _test_all(when: datetime | None, conf: dict[str, Any] | None, wait: bool, sh
     if errors:
         click.echo(f"{errors} DAG file(s) failed to import: see `flow dags list-import-errors`",
                    err=True)
+    if not processed.files:
+        click.echo(f"no DAG files in {_dags_folder()}", err=True)
     if failed or errors or not processed.files:
         if failed:
             click.echo(f"failed: {', '.join(failed)}", err=True)

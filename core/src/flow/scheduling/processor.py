@@ -179,50 +179,68 @@ class DagProcessor:
 
     def _store(self, session: Session, parsed: list[ParsedFile], contents: dict[str, bytes],
                paths: list[str], result: ProcessingResult) -> None:
+        # Rows are read in a few batched queries and written in one flush: one query per file
+        # would dominate the first parse of a large folder.
         now = utcnow()
+        path_set = set(paths)
         existing = {row.dag_id: row for row in session.scalars(select(DagModel))}
         claimed: dict[str, str] = {dag_id: row.fileloc for dag_id, row in existing.items()
-                                   if row.is_active and row.fileloc in set(paths)}
-        for item in parsed:
-            session.execute(delete(ImportError_).where(ImportError_.filename == item.path))
-            errors = list(item.errors)
-            stored_ids: set[str] = set()
-            for data in item.dags:
-                owner = claimed.get(data["dag_id"])
-                if owner is not None and owner != item.path:
-                    errors.append(DagFileError(
-                        item.path, data.get("lineno"),
-                        f"dag_id {data['dag_id']!r} is already defined in {owner}; "
-                        "DAG ids must be unique across the DAG folder"))
-                    continue
-                claimed[data["dag_id"]] = item.path
-                self._store_dag(session, data, existing, now)
-                stored_ids.add(data["dag_id"])
-            if item.dags or not item.errors:
-                # The file loaded: DAGs it used to define and no longer does are gone.
-                for dag_id, row in existing.items():
-                    if row.fileloc == item.path and dag_id not in stored_ids:
-                        row.is_active = False
-                self._store_code(session, item.path, contents[item.path], item.source_hash, now)
-            for error in errors:
-                session.add(_import_error_row(item.path, error, now))
-            result.errors.extend(errors)
-            result.dag_ids.extend(sorted(stored_ids))
-        self._deactivate_vanished(session, existing, set(paths))
+                                   if row.is_active and row.fileloc in path_set}
+        dag_ids = [data["dag_id"] for item in parsed for data in item.dags]
+        serialized = {row.dag_id: row for row in _in_chunks(
+            session, SerializedDagModel, SerializedDagModel.dag_id, dag_ids)}
+        codes = {row.fileloc_hash: row for row in _in_chunks(
+            session, DagCodeModel, DagCodeModel.fileloc_hash,
+            [fileloc_hash(item.path) for item in parsed])}
+        for chunk in _chunks([item.path for item in parsed]):
+            session.execute(delete(ImportError_).where(ImportError_.filename.in_(chunk)))
+        with session.no_autoflush:
+            for item in parsed:
+                self._store_file(session, item, contents[item.path], existing, serialized,
+                                 codes, claimed, result, now)
+        self._deactivate_vanished(session, existing, path_set)
+
+    def _store_file(self, session: Session, item: ParsedFile, content: bytes,
+                    existing: dict[str, DagModel], serialized: dict[str, SerializedDagModel],
+                    codes: dict[str, DagCodeModel], claimed: dict[str, str],
+                    result: ProcessingResult, now: Any) -> None:
+        errors = list(item.errors)
+        stored_ids: set[str] = set()
+        for data in item.dags:
+            owner = claimed.get(data["dag_id"])
+            if owner is not None and owner != item.path:
+                errors.append(DagFileError(
+                    item.path, data.get("lineno"),
+                    f"dag_id {data['dag_id']!r} is already defined in {owner}; "
+                    "DAG ids must be unique across the DAG folder"))
+                continue
+            claimed[data["dag_id"]] = item.path
+            self._store_dag(session, data, existing, serialized, now)
+            stored_ids.add(data["dag_id"])
+        if item.dags or not item.errors:
+            # The file loaded: DAGs it used to define and no longer does are gone.
+            for dag_id, row in existing.items():
+                if row.fileloc == item.path and dag_id not in stored_ids:
+                    row.is_active = False
+            _store_code(session, codes, item.path, content, item.source_hash, now)
+        for error in errors:
+            session.add(_import_error_row(item.path, error, now))
+        result.errors.extend(errors)
+        result.dag_ids.extend(sorted(stored_ids))
 
     def _store_dag(self, session: Session, data: dict[str, Any], existing: dict[str, DagModel],
-                   now: Any) -> None:
+                   serialized: dict[str, SerializedDagModel], now: Any) -> None:
         from flow.scheduling.serialization import dag_hash
 
         version = dag_hash(data)
-        row = existing.get(data["dag_id"])
+        dag_id = data["dag_id"]
+        row = existing.get(dag_id)
         if row is None:
             paused = data.get("is_paused_upon_creation")
             if paused is None:
                 paused = bool(self.config.get("core", "dags_are_paused_at_creation"))
-            row = DagModel(dag_id=data["dag_id"], is_paused=bool(paused))
+            row = existing[dag_id] = DagModel(dag_id=dag_id, is_paused=bool(paused))
             session.add(row)
-            existing[data["dag_id"]] = row
         row.fileloc = data["fileloc"]
         row.is_active = True
         row.owners = _owners(data)
@@ -232,29 +250,17 @@ class DagProcessor:
         row.max_active_runs = data.get("max_active_runs")
         row.max_active_tasks = data.get("max_active_tasks")
         row.last_parsed_at = now
-        if row.dag_hash != version or session.get(SerializedDagModel, data["dag_id"]) is None:
-            serialized = session.get(SerializedDagModel, data["dag_id"])
-            if serialized is None:
-                serialized = SerializedDagModel(dag_id=data["dag_id"])
-                session.add(serialized)
-            serialized.fileloc = data["fileloc"]
-            serialized.data = data
-            serialized.dag_hash = version
-            serialized.last_updated = now
         row.dag_hash = version
-
-    @staticmethod
-    def _store_code(session: Session, path: str, content: bytes, source_hash: str,
-                    now: Any) -> None:
-        key = fileloc_hash(path)
-        row = session.get(DagCodeModel, key)
-        if row is None:
-            row = DagCodeModel(fileloc_hash=key, fileloc=path)
-            session.add(row)
-        if row.source_hash != source_hash:
-            row.source_code = content.decode("utf-8", errors="replace")
-            row.source_hash = source_hash
-            row.last_updated = now
+        stored = serialized.get(dag_id)
+        if stored is None:
+            stored = serialized[dag_id] = SerializedDagModel(dag_id=dag_id)
+            session.add(stored)
+        elif stored.dag_hash == version:
+            return
+        stored.fileloc = data["fileloc"]
+        stored.data = data
+        stored.dag_hash = version
+        stored.last_updated = now
 
     def _deactivate_vanished(self, session: Session, existing: dict[str, DagModel],
                              paths: set[str]) -> None:
@@ -266,6 +272,31 @@ class DagProcessor:
                  if path.startswith(prefix) and path not in paths]
         if stale:
             session.execute(delete(ImportError_).where(ImportError_.filename.in_(stale)))
+
+
+def _store_code(session: Session, codes: dict[str, DagCodeModel], path: str, content: bytes,
+                source_hash: str, now: Any) -> None:
+    key = fileloc_hash(path)
+    row = codes.get(key)
+    if row is None:
+        row = codes[key] = DagCodeModel(fileloc_hash=key, fileloc=path)
+        session.add(row)
+    if row.source_hash != source_hash:
+        row.source_code = content.decode("utf-8", errors="replace")
+        row.source_hash = source_hash
+        row.last_updated = now
+
+
+def _chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
+def _in_chunks(session: Session, model: Any, column: Any, values: list[Any]) -> list[Any]:
+    """Rows of ``model`` whose ``column`` is in ``values`` (IN lists kept short)."""
+    rows: list[Any] = []
+    for chunk in _chunks(values):
+        rows.extend(session.scalars(select(model).where(column.in_(chunk))))
+    return rows
 
 
 def _owners(data: dict[str, Any]) -> str:
