@@ -20,9 +20,10 @@ After each committed transition ``flow_task_instance_state_changed`` is called t
 facade. Everything the task logs or prints goes to its log file (see :mod:`flow.execution.logs`).
 
 ``execution_timeout`` is enforced in-process with ``SIGALRM`` when the runner is on the main
-thread: ``TaskTimeout`` is raised inside ``execute`` and the operator's ``on_kill`` is called. An
-executor that runs tasks in child processes additionally kills a child that outlives its timeout
-by a grace period (``SIGTERM``, then ``SIGKILL``) and reports the try as failed.
+thread: ``TaskTimeout`` is raised inside ``execute`` and the operator's ``on_kill`` is called. The
+alarm cannot interrupt code stuck in a C extension, so an executor that runs tries in child
+processes should also kill a child that outlives its timeout by a grace period (``SIGTERM``, then
+``SIGKILL``) and report the try as failed; the sequential executor relies on the alarm alone.
 """
 
 from __future__ import annotations
