@@ -204,3 +204,15 @@ def test_rendered_fields_are_stored_with_secrets_masked(engine: Engine, plugins:
     run_task(dag, "shell", "manual__test", try_number=1, engine=engine, plugins=plugins)
     rendered = store.tis("rendered")[("shell", -1)].rendered_fields
     assert rendered["bash_command"] == "echo 2024-01-01 *** >/dev/null"
+
+
+def test_a_runner_failure_outside_the_task_never_leaves_the_try_running(
+        engine: Engine, plugins: Any, store: Store) -> None:
+    with _dag("lost") as dag:
+        CountingOperator(task_id="t")
+    queue_task(engine, dag, "t")
+    del dag.task_dict["t"]  # the DAG file changed under the worker: the task is gone
+    result = run_task(dag, "t", "manual__test", try_number=1, engine=engine, plugins=plugins)
+    assert result.state == "failed"
+    assert store.states("lost") == {"t": "failed"}
+    assert "KeyError" in (result.error or "")

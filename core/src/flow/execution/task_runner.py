@@ -120,8 +120,19 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
     result.log_path = str(path)
     started = time.monotonic()
     with capture_task_output(path, echo):
-        _run_and_finish(dag, row, DagRunSnapshot.from_row(run_row), try_number, engine, plugins,
-                        result, started)
+        try:
+            _run_and_finish(dag, row, DagRunSnapshot.from_row(run_row), try_number, engine,
+                            plugins, result, started)
+        except Exception as err:
+            # flow's own failure (the DAG lost the task, the XCom backend is misconfigured):
+            # never leave the try running.
+            log.exception("the task runner failed before the try could finish")
+            if result.state == TIS.RUNNING:
+                result.duration = time.monotonic() - started
+                _finish(engine, row, try_number, _Outcome(TIS.FAILED, err), None, result, None)
+                plugins.task_instance_state_changed(
+                    TaskInstanceSnapshot(dag.dag_id, run_id, task_id, map_index, try_number,
+                                         result.state), TIS.RUNNING, result.state)
     return result
 
 
