@@ -104,8 +104,8 @@ def capture_task_output(path: Path, echo: TextIO | None = None) -> Iterator[Path
     task_level = task_logger.level
     task_logger.setLevel(logging.NOTSET)
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout = _LineWriter(logging.getLogger("flow.task.stdout"), logging.INFO)  # type: ignore[assignment]
-    sys.stderr = _LineWriter(logging.getLogger("flow.task.stderr"), logging.INFO)  # type: ignore[assignment]
+    sys.stdout = _LineWriter(logging.getLogger("flow.task.stdout"), logging.INFO)
+    sys.stderr = _LineWriter(logging.getLogger("flow.task.stderr"), logging.INFO)
     try:
         yield path
     finally:

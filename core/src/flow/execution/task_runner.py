@@ -253,7 +253,9 @@ def _push_result(ti: RuntimeTaskInstance, task: Any, value: Any) -> None:
 
 
 def _run_callbacks(task: Any, state: str, context: dict[str, Any]) -> None:
-    name = {TIS.SUCCESS: "success", TIS.FAILED: "failure", TIS.UP_FOR_RETRY: "retry"}.get(state)
+    names: dict[str, str] = {TIS.SUCCESS: "success", TIS.FAILED: "failure",
+                             TIS.UP_FOR_RETRY: "retry"}
+    name = names.get(state)
     if name is None:
         return
     for callback in task.iter_callbacks(name):
