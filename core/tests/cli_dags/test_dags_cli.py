@@ -120,3 +120,27 @@ def test_tasks_test_runs_one_task_with_its_log_on_stdout(dags: Path, sqlite_db: 
     assert result.exit_code == 0, result.output
     assert "hello from 2" in result.output
     assert "hello: success" in result.output
+
+
+RETRYING = textwrap.dedent("""
+    from datetime import datetime, timedelta
+    from flow import DAG
+    from flow.operators import BashOperator
+    with DAG("retrying", schedule=None, start_date=datetime(2024, 1, 1)):
+        BashOperator(task_id="nope", bash_command="exit 3", retries=2,
+                     retry_delay=timedelta(hours=1))
+""")
+
+
+def test_dags_test_all_runs_every_dag_and_fails_if_one_fails(dags: Path, sqlite_db: str) -> None:
+    (dags / "retrying.py").write_text(RETRYING)
+    result = CliRunner().invoke(cli, ["dags", "test", "--all", "--no-wait-retries"])
+    assert result.exit_code == 1
+    summary = [line.split() for line in result.output.split("== summary", 1)[1].splitlines()]
+    states = {row[0]: row[1] for row in summary if len(row) > 2}
+    assert states["pipeline"] == "success" and states["retrying"] == "failed"
+    assert "failed: retrying" in result.output
+    assert "1 DAG file(s) failed to import" in result.output
+    # --no-wait-retries: three tries at once instead of waiting two hours
+    rows = [line.split() for line in result.output.splitlines()]
+    assert ["nope", "failed", "3"] in [row[:3] for row in rows]
