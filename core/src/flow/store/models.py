@@ -151,6 +151,8 @@ class DagRun(Base):
     queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     start_date: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     end_date: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    backfill_id: Mapped[int | None] = mapped_column(
+        ForeignKey("backfill.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -312,3 +314,82 @@ class EventLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
 
     __table_args__ = (Index(None, "dttm"),)
+
+
+class Pool(Base):
+    """A named number of slots that bounds how many task instances run at once."""
+
+    __tablename__ = "pool"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    slots: Mapped[int] = mapped_column(Integer, default=128)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Job(Base):
+    """A long-running flow process (a scheduler) and its heartbeat.
+
+    On SQLite exactly one scheduler may run: a second one finds a live row here and refuses to
+    start, naming its host and pid. On PostgreSQL and MySQL several run at once.
+    """
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_type: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(20))
+    hostname: Mapped[str] = mapped_column(String(1000), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    executor: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    start_date: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    latest_heartbeat: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (Index(None, "job_type", "state", "latest_heartbeat"),)
+
+
+class Backfill(Base):
+    """A range of logical dates to run (or re-run) for one DAG, worked off by the scheduler."""
+
+    __tablename__ = "backfill"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    from_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    to_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    reprocess_behavior: Mapped[str] = mapped_column(String(20), default="none")
+    max_active_runs: Mapped[int] = mapped_column(Integer, default=10)
+    dag_run_conf: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="running")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class User(Base):
+    """A person who logs in to the web UI or the REST API; the password is a salted hash."""
+
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(256), unique=True)
+    email: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    password_hash: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(20))  # admin | op | viewer
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_login: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

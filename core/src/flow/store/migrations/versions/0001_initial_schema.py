@@ -20,7 +20,20 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
+    op.create_table('backfill',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('dag_id', sa.String(length=250), nullable=False),
+    sa.Column('from_date', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('to_date', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('reprocess_behavior', sa.String(length=20), nullable=False),
+    sa.Column('max_active_runs', sa.Integer(), nullable=False),
+    sa.Column('dag_run_conf', sa.JSON().with_variant(mysql.JSON(), 'mysql'), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('created_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_backfill'))
+    )
     op.create_table('connection',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('conn_id', sa.String(length=250), nullable=False),
@@ -66,29 +79,6 @@ def upgrade() -> None:
     sa.Column('last_updated', flow.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('fileloc_hash', name=op.f('pk_dag_code'))
     )
-    op.create_table('dag_run',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('dag_id', sa.String(length=250), nullable=False),
-    sa.Column('run_id', sa.String(length=250), nullable=False),
-    sa.Column('logical_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('data_interval_start', flow.store.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('data_interval_end', flow.store.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('run_type', sa.String(length=50), nullable=False),
-    sa.Column('state', sa.String(length=50), nullable=False),
-    sa.Column('conf', sa.JSON().with_variant(mysql.JSON(), 'mysql'), nullable=False),
-    sa.Column('dag_hash', sa.String(length=64), nullable=True),
-    sa.Column('queued_at', flow.store.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('start_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('end_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_dag_run')),
-    sa.UniqueConstraint('dag_id', 'logical_date', name=op.f('uq_dag_run_dag_id_logical_date')),
-    sa.UniqueConstraint('dag_id', 'run_id', name=op.f('uq_dag_run_dag_id_run_id'))
-    )
-    with op.batch_alter_table('dag_run', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_dag_run_state_dag_id'), ['state', 'dag_id'], unique=False)
-
     op.create_table('event_log',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('dttm', flow.store.models.UtcDateTime(timezone=True), nullable=False),
@@ -114,6 +104,29 @@ def upgrade() -> None:
     sa.Column('timestamp', flow.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_import_error'))
     )
+    op.create_table('job',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('job_type', sa.String(length=50), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('hostname', sa.String(length=1000), nullable=False),
+    sa.Column('pid', sa.Integer(), nullable=True),
+    sa.Column('executor', sa.String(length=1000), nullable=True),
+    sa.Column('start_date', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('end_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('latest_heartbeat', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job'))
+    )
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_job_job_type_state_latest_heartbeat'), ['job_type', 'state', 'latest_heartbeat'], unique=False)
+
+    op.create_table('pool',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('name', sa.String(length=256), nullable=False),
+    sa.Column('slots', sa.Integer(), nullable=False),
+    sa.Column('description', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pool')),
+    sa.UniqueConstraint('name', name=op.f('uq_pool_name'))
+    )
     op.create_table('serialized_dag',
     sa.Column('dag_id', sa.String(length=250), nullable=False),
     sa.Column('fileloc', sa.String(length=2000), nullable=False),
@@ -121,6 +134,18 @@ def upgrade() -> None:
     sa.Column('dag_hash', sa.String(length=64), nullable=False),
     sa.Column('last_updated', flow.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('dag_id', name=op.f('pk_serialized_dag'))
+    )
+    op.create_table('user',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('username', sa.String(length=256), nullable=False),
+    sa.Column('email', sa.String(length=500), nullable=True),
+    sa.Column('password_hash', sa.String(length=500), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_login', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_user')),
+    sa.UniqueConstraint('username', name=op.f('uq_user_username'))
     )
     op.create_table('variable',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -131,6 +156,43 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_variable')),
     sa.UniqueConstraint('key', name=op.f('uq_variable_key'))
     )
+    op.create_table('api_token',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=256), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_api_token_user_id_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_token')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_token_token_hash'))
+    )
+    op.create_table('dag_run',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('dag_id', sa.String(length=250), nullable=False),
+    sa.Column('run_id', sa.String(length=250), nullable=False),
+    sa.Column('logical_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('data_interval_start', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('data_interval_end', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('run_type', sa.String(length=50), nullable=False),
+    sa.Column('state', sa.String(length=50), nullable=False),
+    sa.Column('conf', sa.JSON().with_variant(mysql.JSON(), 'mysql'), nullable=False),
+    sa.Column('dag_hash', sa.String(length=64), nullable=True),
+    sa.Column('queued_at', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('start_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('end_date', flow.store.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('backfill_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', flow.store.models.UtcDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['backfill_id'], ['backfill.id'], name=op.f('fk_dag_run_backfill_id_backfill'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_dag_run')),
+    sa.UniqueConstraint('dag_id', 'logical_date', name=op.f('uq_dag_run_dag_id_logical_date')),
+    sa.UniqueConstraint('dag_id', 'run_id', name=op.f('uq_dag_run_dag_id_run_id'))
+    )
+    with op.batch_alter_table('dag_run', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_dag_run_state_dag_id'), ['state', 'dag_id'], unique=False)
+
     op.create_table('task_instance',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('dag_id', sa.String(length=250), nullable=False),
@@ -201,11 +263,11 @@ def upgrade() -> None:
     with op.batch_alter_table('xcom', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_xcom_dag_id_run_id_task_id'), ['dag_id', 'run_id', 'task_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('xcom', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_xcom_dag_id_run_id_task_id'))
 
@@ -216,21 +278,29 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_task_instance_dag_id_task_id_state'))
 
     op.drop_table('task_instance')
+    with op.batch_alter_table('dag_run', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dag_run_state_dag_id'))
+
+    op.drop_table('dag_run')
+    op.drop_table('api_token')
     op.drop_table('variable')
+    op.drop_table('user')
     op.drop_table('serialized_dag')
+    op.drop_table('pool')
+    with op.batch_alter_table('job', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_job_job_type_state_latest_heartbeat'))
+
+    op.drop_table('job')
     op.drop_table('import_error')
     with op.batch_alter_table('event_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_event_log_dttm'))
 
     op.drop_table('event_log')
-    with op.batch_alter_table('dag_run', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_dag_run_state_dag_id'))
-
-    op.drop_table('dag_run')
     op.drop_table('dag_code')
     with op.batch_alter_table('dag', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_dag_is_paused_is_active_next_dagrun_create_after'))
 
     op.drop_table('dag')
     op.drop_table('connection')
-    
+    op.drop_table('backfill')
+
