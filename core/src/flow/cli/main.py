@@ -17,21 +17,33 @@ import click
 CORE_COMMANDS: dict[str, str] = {
     "config": "flow.cli.config_command:config",
     "connections": "flow.cli.connections:connections",
+    "backfill": "flow.cli.backfill:backfill",
     "dags": "flow.cli.dags:dags",
     "db": "flow.cli.db:db",
     "plugins": "flow.cli.plugins:plugins",
+    "pools": "flow.cli.pools:pools",
+    "scheduler": "flow.cli.scheduler:scheduler",
+    "standalone": "flow.cli.standalone:standalone",
     "tasks": "flow.cli.tasks:tasks",
+    "users": "flow.cli.users:users",
     "variables": "flow.cli.variables:variables",
+    "webserver": "flow.cli.webserver:webserver",
 }
 
 CORE_HELP: dict[str, str] = {
     "config": "Show the configuration and make a Fernet key.",
     "connections": "Manage connections to external systems.",
-    "dags": "List, inspect and test DAGs.",
+    "backfill": "Run a DAG over a range of past dates.",
+    "dags": "List, inspect, trigger, pause and test DAGs.",
     "db": "Create, upgrade and check the metadata database.",
     "plugins": "List installed plugins and what they provide.",
+    "pools": "Manage pools that bound concurrent tasks.",
+    "scheduler": "Run the scheduler.",
+    "standalone": "Run flow on one machine: scheduler and web server, set up for you.",
     "tasks": "List, test and run tasks.",
+    "users": "Manage web UI and API users and tokens.",
     "variables": "Manage variables.",
+    "webserver": "Run the web UI and REST API.",
 }
 
 
