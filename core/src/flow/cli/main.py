@@ -39,7 +39,7 @@ CORE_HELP: dict[str, str] = {
     "plugins": "List installed plugins and what they provide.",
     "pools": "Manage pools that bound concurrent tasks.",
     "scheduler": "Run the scheduler.",
-    "standalone": "Run flow on one machine: scheduler and web server, set up for you.",
+    "standalone": "Run scheduler and web server on one machine.",
     "tasks": "List, test and run tasks.",
     "users": "Manage web UI and API users and tokens.",
     "variables": "Manage variables.",
