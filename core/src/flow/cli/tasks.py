@@ -108,34 +108,52 @@ def run(workload_text: str) -> None:
 
 
 def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
-    from flow.execution.task_runner import run_task
-    from flow.scheduling.dagbag import load_dag_file
+    """Run ``workload`` in a supervised child process (see :mod:`flow.execution.supervisor`)
+    and wait for it: the exit code of ``flow tasks run`` and the outcome it prints."""
+    import signal
 
-    outcome: dict[str, Any] = {"key": workload.key.to_dict(), "try_number": workload.try_number}
-    loaded = load_dag_file(workload.dag_file, _dags_folder())
-    dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
-    if dag is None or workload.task_id not in dag.task_dict:
-        problems = "; ".join(str(e) for e in loaded.errors)
-        what = "DAG" if dag is None else "task"
-        outcome.update(state="not_found", message=f"{what} not found in {workload.dag_file}"
-                       + (f": {problems}" if problems else ""))
-        return EXIT_NOT_FOUND, outcome
+    from flow.config import load_config
+    from flow.execution.supervisor import Supervisor, fail_unstartable, kill_grace_period
+    from flow.plugins import current
+    from flow.scheduling.dagbag import load_dag_file
     from flow.store.migrate import ensure_current
     from flow.store.session import get_engine
 
+    config = load_config()
+    outcome: dict[str, Any] = {"key": workload.key.to_dict(), "try_number": workload.try_number}
     engine = get_engine()
     ensure_current(engine)
-    result = run_task(dag, workload.task_id, workload.run_id, map_index=workload.map_index,
-                      try_number=workload.try_number, engine=engine)
-    outcome.update(state=result.state, message=result.message, log_path=result.log_path,
-                   error=result.error)
-    if not result.started:
-        outcome["state"] = "refused"
+    log_folder = str(config.get("logging", "base_log_folder"))
+    loaded = load_dag_file(workload.dag_file, str(config.get("core", "dags_folder")))
+    dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
+    if dag is None or workload.task_id not in dag.task_dict:
+        problems = "; ".join(str(e) for e in loaded.errors)
+        what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
+        message = f"{what} not found in {workload.dag_file}" + (f": {problems}" if problems
+                                                                else "")
+        state = fail_unstartable(engine, workload, message, log_folder)
+        outcome.update(state=state or "not_found", message=message)
+        return EXIT_NOT_FOUND, outcome
+    events: list[Any] = []
+    supervisor = Supervisor(engine=engine, plugins=current(), on_event=events.append,
+                            log_folder=log_folder,
+                            heartbeat_interval=config.get("scheduler", "task_heartbeat_interval"),
+                            kill_grace=kill_grace_period(config))
+    # A Celery revoke or a pod deletion stops this process: stop the task the same way.
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.terminate_all("its supervisor received "
+                                                                      "SIGTERM"))
+    supervisor.launch(workload, dag)
+    while supervisor.running:
+        supervisor.poll(None)
+    supervisor.close()
+    final = events[-1]
+    info = final.info
+    outcome.update(state=final.state, log_path=info.get("log_path"), error=info.get("error"),
+                   message=info.get("message") or info.get("reason") or "")
+    if final.state == "refused":
         return EXIT_REFUSED, outcome
-    return (EXIT_OK if result.ok else EXIT_TASK_FAILED), outcome
+    if final.state == "lost":
+        return EXIT_TASK_FAILED, outcome
+    return (EXIT_OK if final.state in {"success", "skipped"} else EXIT_TASK_FAILED), outcome
 
 
-def _dags_folder() -> str:
-    from flow.config import load_config
-
-    return str(load_config().get("core", "dags_folder"))

@@ -4,10 +4,18 @@ An executor receives :class:`~flow.execution.workload.TaskWorkload` documents an
 :class:`~flow.execution.workload.TaskEvent` s. It never blocks the scheduler on a task: ``submit``
 returns at once and ``events`` returns what happened since the last call. The conformance suite
 in :mod:`flow.testing` holds every executor to this behaviour.
+
+Waiting without polling: :meth:`BaseExecutor.report` also writes a byte to a wake-up pipe, so a
+scheduler can sleep in :meth:`~BaseExecutor.wait_for_events` (or select on
+:meth:`~BaseExecutor.fileno` together with its own file descriptors) and wake the moment a task
+finishes, instead of sleeping a fixed interval between ``events()`` calls.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import threading
 from typing import ClassVar
 
@@ -23,6 +31,7 @@ class BaseExecutor:
         self.parallelism = parallelism
         self._events: list[TaskEvent] = []
         self._events_lock = threading.Lock()
+        self._wakeup: tuple[int, int] | None = None
 
     def start(self) -> None:
         """Prepare to run (start workers, connect to a broker)."""
@@ -35,7 +44,30 @@ class BaseExecutor:
         """Every event since the last call, oldest first."""
         with self._events_lock:
             events, self._events = self._events, []
+            self._drain_wakeup()
         return events
+
+    def wait_for_events(self, timeout: float | None = None) -> bool:
+        """Block until an event is waiting for ``events()`` or ``timeout`` seconds pass (None:
+        forever); True if one is waiting. Costs no CPU while it waits."""
+        with self._events_lock:
+            if self._events:
+                return True
+        ready, _, _ = select.select([self.fileno()], [], [], timeout)
+        return bool(ready)
+
+    def fileno(self) -> int:
+        """A file descriptor that is readable while events wait for ``events()``: select on it
+        together with other descriptors. ``events()`` drains it."""
+        with self._events_lock:
+            if self._wakeup is None:
+                read_end, write_end = os.pipe()
+                os.set_blocking(read_end, False)
+                os.set_blocking(write_end, False)
+                self._wakeup = (read_end, write_end)
+                if self._events:
+                    self._poke()
+            return self._wakeup[0]
 
     def cancel(self, key: TaskKey) -> None:
         """Stop the task instance ``key`` if it is queued or running here."""
@@ -48,6 +80,29 @@ class BaseExecutor:
         """Stop accepting work; with ``wait``, let running tasks finish first."""
 
     def report(self, event: TaskEvent) -> None:
-        """Record an event for the next ``events()`` call (thread-safe)."""
+        """Record an event for the next ``events()`` call and wake a waiter (thread-safe)."""
         with self._events_lock:
             self._events.append(event)
+            self._poke()
+
+    def close_wakeup(self) -> None:
+        """Close the wake-up pipe (subclasses call this at the end of ``shutdown``)."""
+        with self._events_lock:
+            if self._wakeup is not None:
+                for fd in self._wakeup:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._wakeup = None
+
+    def _poke(self) -> None:
+        if self._wakeup is not None:
+            # A full pipe already wakes the waiter: losing this byte loses nothing.
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wakeup[1], b"\0")
+
+    def _drain_wakeup(self) -> None:
+        if self._wakeup is None:
+            return
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wakeup[0], 4096):
+                pass

@@ -40,7 +40,13 @@ def base_log_folder() -> str:
 
 
 class _LineWriter(io.TextIOBase):
-    """A text stream that sends each complete line to a logger."""
+    """A text stream that sends each complete line to a logger.
+
+    A partial line is held only up to ``MAX_PENDING`` characters, then logged as it is: a task
+    that writes megabytes without a newline costs bounded memory, not its whole output.
+    """
+
+    MAX_PENDING = 65536
 
     def __init__(self, logger: logging.Logger, level: int) -> None:
         self._logger = logger
@@ -51,10 +57,15 @@ class _LineWriter(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
+        if "\n" not in text and len(self._buffer) + len(text) < self.MAX_PENDING:
+            self._buffer += text
+            return len(text)
+        lines = (self._buffer + text).split("\n")
+        self._buffer = lines.pop()
+        for line in lines:
             self._logger.log(self._level, line.rstrip("\r"))
+        if len(self._buffer) >= self.MAX_PENDING:
+            self.flush()
         return len(text)
 
     def flush(self) -> None:

@@ -19,11 +19,15 @@ The lifecycle of a try, each step one committed, guarded transition:
 After each committed transition ``flow_task_instance_state_changed`` is called through the plugin
 facade. Everything the task logs or prints goes to its log file (see :mod:`flow.execution.logs`).
 
-``execution_timeout`` is enforced in-process with ``SIGALRM`` when the runner is on the main
-thread: ``TaskTimeout`` is raised inside ``execute`` and the operator's ``on_kill`` is called. The
-alarm cannot interrupt code stuck in a C extension, so an executor that runs tries in child
-processes should also kill a child that outlives its timeout by a grace period (``SIGTERM``, then
-``SIGKILL``) and report the try as failed; the sequential executor relies on the alarm alone.
+``execution_timeout`` is enforced in one of two ways. Run in-process (``flow dags test``), a
+``SIGALRM`` raises ``TaskTimeout`` inside ``execute`` and the operator's ``on_kill`` is called.
+Run under a supervisor (``flow tasks run``, the local executor; see
+:mod:`flow.execution.supervisor`), the parent process is the authority: at the deadline it sends
+``SIGTERM`` to the try's whole process group, which raises ``TaskTimeout`` here (``on_kill`` is
+called), and ``SIGKILL`` after a grace period for a task that blocks signals or is stuck in C
+code. A supervised try also heartbeats ``task_instance.last_heartbeat_at`` from a thread; when
+the heartbeat finds the try no longer running in the database (zombie detection or a user ended
+it), the task is stopped the same way.
 """
 
 from __future__ import annotations
@@ -37,14 +41,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from flow.exceptions import TaskFailedNoRetry, TaskSkipped, TaskTimeout
+from flow.exceptions import FlowException, TaskFailedNoRetry, TaskSkipped, TaskTimeout
 from flow.execution.context import build_context
 from flow.execution.logs import base_log_folder, capture_task_output, log_path
 from flow.execution.runtime import DagRunSnapshot, RuntimeTaskInstance, TaskInstanceSnapshot
@@ -76,6 +80,24 @@ class TaskRunResult:
         return self.state in {TIS.SUCCESS, TIS.SKIPPED}
 
 
+class TaskTerminated(FlowException):
+    """The try was asked to stop (``SIGTERM``): cancelled, ended elsewhere, or shut down."""
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """How a try runs under a supervising parent process (see the module docstring).
+
+    ``deadline`` is the ``time.monotonic()`` at which the parent kills the try for its
+    ``execution_timeout`` (None: no timeout); ``heartbeat_interval`` the seconds between
+    heartbeats (None: no heartbeat); ``on_started`` is called once the try is running.
+    """
+
+    deadline: float | None = None
+    heartbeat_interval: float | None = None
+    on_started: Callable[[], None] | None = None
+
+
 class _Outcome:
     def __init__(self, state: str, error: BaseException | None = None) -> None:
         self.state = state
@@ -84,11 +106,14 @@ class _Outcome:
 
 def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
              try_number: int | None = None, engine: Engine | None = None, plugins: Any = None,
-             expected_state: str = TIS.QUEUED, echo: TextIO | None = None) -> TaskRunResult:
+             expected_state: str = TIS.QUEUED, echo: TextIO | None = None,
+             supervision: Supervision | None = None,
+             log_folder: str | None = None) -> TaskRunResult:
     """Run one try of ``dag.task_id`` in DAG run ``run_id`` (see the module docstring).
 
     ``try_number`` is the try the caller queued (the workload's); None means the row's current
-    one. ``echo`` also writes the task's log to a stream (``flow tasks test``).
+    one. ``echo`` also writes the task's log to a stream (``flow tasks test``). ``supervision``
+    is given by a supervising parent process; ``log_folder`` saves reading the configuration.
     """
     from flow.plugins import current
     from flow.store.session import get_engine
@@ -113,21 +138,28 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
         result.message = refusal
         return result
     result.started, result.state = True, TIS.RUNNING
+    if supervision is not None and supervision.on_started is not None:
+        supervision.on_started()
     snapshot = TaskInstanceSnapshot(dag.dag_id, run_id, task_id, map_index, try_number,
                                     TIS.RUNNING)
     plugins.task_instance_state_changed(snapshot, expected_state, TIS.RUNNING)
-    path = log_path(base_log_folder(), dag.dag_id, run_id, task_id, map_index, try_number)
+    path = log_path(log_folder or base_log_folder(), dag.dag_id, run_id, task_id, map_index,
+                    try_number)
     result.log_path = str(path)
     started = time.monotonic()
-    with capture_task_output(path, echo):
+    ending = threading.Event()
+    interval = supervision.heartbeat_interval if supervision is not None else None
+    with capture_task_output(path, echo), _heartbeat(engine, row.id, try_number, interval,
+                                                     ending):
         try:
             _run_and_finish(dag, row, DagRunSnapshot.from_row(run_row), try_number, engine,
-                            plugins, result, started)
+                            plugins, result, started, supervision, ending)
         except Exception as err:
             # flow's own failure (the DAG lost the task, the XCom backend is misconfigured):
             # never leave the try running.
             log.exception("the task runner failed before the try could finish")
             if result.state == TIS.RUNNING:
+                ending.set()
                 result.duration = time.monotonic() - started
                 _finish(engine, row, try_number, _Outcome(TIS.FAILED, err), None, result, None)
                 plugins.task_instance_state_changed(
@@ -137,7 +169,8 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
 
 
 def _run_and_finish(dag: Any, row: TaskInstance, run: DagRunSnapshot, try_number: int,
-                    engine: Engine, plugins: Any, result: TaskRunResult, started: float) -> None:
+                    engine: Engine, plugins: Any, result: TaskRunResult, started: float,
+                    supervision: Supervision | None, ending: threading.Event) -> None:
     from flow.execution.xcom import get_xcom_backend
     from flow.secrets.connection import accessor_context
 
@@ -161,7 +194,7 @@ def _run_and_finish(dag: Any, row: TaskInstance, run: DagRunSnapshot, try_number
             context["task"] = ti.task = concrete
             concrete.render_template_fields(context)
             rendered = _rendered_fields(concrete)
-            value = _execute(concrete, context)
+            value = _execute(concrete, context, supervision)
             _push_result(ti, concrete, value)
             outcome = _Outcome(TIS.SUCCESS)
         except TaskSkipped as err:
@@ -175,6 +208,7 @@ def _run_and_finish(dag: Any, row: TaskInstance, run: DagRunSnapshot, try_number
             retry = try_number <= row.max_tries
             outcome = _Outcome(TIS.UP_FOR_RETRY if retry else TIS.FAILED, err)
         result.duration = time.monotonic() - started
+        ending.set()
         task_for_retry = context.get("task", task)
         _finish(engine, row, try_number, outcome, rendered, result, task_for_retry)
         snapshot = TaskInstanceSnapshot(row.dag_id, row.run_id, row.task_id, row.map_index,
@@ -201,12 +235,85 @@ def _rendered_fields(task: Any) -> dict[str, Any]:
     return redacted
 
 
-def _execute(task: Any, context: dict[str, Any]) -> Any:
+def _execute(task: Any, context: dict[str, Any], supervision: Supervision | None) -> Any:
     timeout = getattr(task, "execution_timeout", None)
+    if supervision is not None:
+        with _terminable(task, supervision.deadline, timeout):
+            return task.execute(context)
     if timeout is None:
         return task.execute(context)
     with _alarm(timeout.total_seconds(), task):
         return task.execute(context)
+
+
+@contextlib.contextmanager
+def _terminable(task: Any, deadline: float | None, timeout: Any) -> Iterator[None]:
+    """Turn the supervisor's ``SIGTERM`` into an exception inside ``execute``: ``TaskTimeout``
+    once the deadline has passed, else ``TaskTerminated``; either way ``on_kill`` is called."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_terminate(signum: int, frame: Any) -> None:
+        # One exception is enough: a second SIGTERM must not interrupt on_kill.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if deadline is not None and time.monotonic() >= deadline - 0.01:
+            seconds = timeout.total_seconds() if timeout is not None else 0.0
+            raise TaskTimeout(f"task {task.task_id!r} ran longer than its execution_timeout "
+                              f"of {seconds:g} seconds")
+        raise TaskTerminated(f"task {task.task_id!r} was asked to stop (SIGTERM): cancelled, "
+                             "ended elsewhere, or its worker is shutting down")
+
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    except (TaskTimeout, TaskTerminated) as err:
+        log.error("%s: calling %s.on_kill()", err, type(task).__name__)
+        try:
+            task.on_kill()
+        except Exception:
+            log.exception("on_kill of %s raised", task.task_id)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _heartbeat(engine: Engine, ti_id: int, try_number: int, interval: float | None,
+               ending: threading.Event) -> Iterator[None]:
+    """Update ``last_heartbeat_at`` every ``interval`` seconds from a thread while the block
+    runs; stop the task (``SIGTERM`` to itself) if the try stopped running in the database
+    before ``ending`` was set."""
+    if interval is None or interval <= 0:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                with engine.begin() as connection:
+                    changed = connection.execute(
+                        update(TaskInstance)
+                        .where(TaskInstance.id == ti_id, TaskInstance.state == TIS.RUNNING,
+                               TaskInstance.try_number == try_number)
+                        .values(last_heartbeat_at=utcnow())).rowcount
+            except Exception as err:  # a database hiccup: the next beat may succeed
+                log.warning("heartbeat failed: %s", err)
+                continue
+            if not changed and not ending.is_set():
+                log.error("try %d is no longer running in the database (its state was changed "
+                          "elsewhere): stopping the task", try_number)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    thread = threading.Thread(target=beat, name="flow-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval)
 
 
 @contextlib.contextmanager
