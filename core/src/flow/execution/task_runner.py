@@ -461,3 +461,48 @@ def _redact(text: str) -> str:
 def echo_stream() -> TextIO:
     """The terminal, even while a task's output is being captured."""
     return sys.__stdout__ or sys.stdout
+
+
+def warm_up(engine: Engine, plugins: Any) -> None:
+    """Pay once, in a process that forks tries, what every try would pay again in its child:
+    importing the modules a try uses and compiling its SQL statements (SQLAlchemy caches them
+    per engine). Runs the try's statements against no row, in a rolled-back transaction."""
+    import flow.authoring.macros
+    import flow.authoring.templating
+    import flow.scheduling.serialization
+    from flow.execution.xcom import get_xcom_backend
+    from flow.secrets.masking import masker
+
+    flow.authoring.templating.make_environment(None).from_string("{{ ds }}")
+    masker()
+    backend = get_xcom_backend(plugins)
+    nothing = -1
+    with _session(engine) as session:
+        session.scalar(select(TaskInstance).where(
+            TaskInstance.dag_id == "", TaskInstance.run_id == "", TaskInstance.task_id == "",
+            TaskInstance.map_index == nothing))
+        session.scalar(select(DagRun).where(DagRun.dag_id == "", DagRun.run_id == ""))
+        now = utcnow()
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.id == nothing, TaskInstance.state == TIS.QUEUED,
+                   TaskInstance.try_number == nothing)
+            .values(state=TIS.RUNNING, start_date=now, end_date=None, duration=None,
+                    hostname="", pid=nothing, next_retry_at=None, last_heartbeat_at=now,
+                    updated_at=now)
+            .execution_options(synchronize_session=False))
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.id == nothing, TaskInstance.state == TIS.RUNNING,
+                   TaskInstance.try_number == nothing)
+            .values(state=TIS.SUCCESS, end_date=now, duration=0.0, updated_at=now,
+                    rendered_fields={})
+            .execution_options(synchronize_session=False))
+        session.execute(
+            update(TaskInstanceTry)
+            .where(TaskInstanceTry.task_instance_id == nothing,
+                   TaskInstanceTry.try_number == nothing)
+            .values(state=TIS.SUCCESS, end_date=now, duration=0.0, error=None)
+            .execution_options(synchronize_session=False))
+        backend.clear(ti_id=nothing, session=session)
+        session.rollback()

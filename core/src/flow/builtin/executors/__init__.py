@@ -9,6 +9,8 @@ from flow.records import ExecutorSpec
 @hookimpl
 def flow_executors() -> list[ExecutorSpec]:
     return [
+        ExecutorSpec("local", "flow.builtin.executors.local:LocalExecutor",
+                     "Warm worker processes that fork a child per task; the default."),
         ExecutorSpec("sequential", "flow.builtin.executors.sequential:SequentialExecutor",
                      "Runs one task at a time, each in its own `flow tasks run` process."),
     ]

@@ -1,0 +1,217 @@
+"""The local executor (the default): warm worker processes that fork a child per task.
+
+``start`` launches ``[local_executor] workers`` worker processes (0: one per CPU), each of
+which has flow imported and imports a DAG file once (see
+:mod:`flow.builtin.executors.local_worker`). ``submit`` hands a workload to the least busy
+worker at once, or keeps it in a queue while ``parallelism`` tries are already in flight; it
+never blocks. Each worker forks a child per try and supervises it (timeouts, crashes, process
+groups: :mod:`flow.execution.supervisor`), and sends back TaskEvents; a reader thread per worker
+records them, so :meth:`wait_for_events` wakes the scheduler the moment a task ends.
+
+Events: ``running``; then one of ``success``, ``failed``, ``up_for_retry``, ``skipped``,
+``refused`` (the try was not started: a duplicate or late delivery; ``submit`` refuses a key
+already in flight here without running anything), or ``lost`` (cancelled before it started, or
+its worker died; the try may still be running, its heartbeat tells).
+
+Adoption: a restarted scheduler cannot re-attach to the workers of the one before, so ``adopt``
+adopts nothing and returns every key. Those tries are not abandoned: their worker outlives the
+scheduler until they finish, enforces their timeouts and writes their final state, and the
+task heartbeats meanwhile. The scheduler leaves a running try with a fresh heartbeat alone and
+treats one with a stale heartbeat as a zombie.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Any, ClassVar
+
+from flow.execution.executor import BaseExecutor
+from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload, WorkloadError
+
+
+class _Worker:
+    """One worker process and the thread that reads its events."""
+
+    def __init__(self, executor: LocalExecutor, number: int) -> None:
+        self.executor = executor
+        self.number = number
+        read_end, write_end = os.pipe()
+        command = [sys.executable, "-m", "flow.builtin.executors.local_worker",
+                   "--events-fd", str(write_end)]
+        if executor.kill_grace is not None:
+            command += ["--kill-grace", str(executor.kill_grace)]
+        # Its own session: Ctrl-C in the scheduler's terminal and a kill of the scheduler's
+        # group leave the worker to finish and record what it runs.
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, pass_fds=(write_end,),
+                                        start_new_session=True)
+        os.close(write_end)
+        self.events = os.fdopen(read_end, "rb")
+        self.inflight: set[TaskKey] = set()
+        self._send_lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, name=f"local-worker-{number}",
+                                       daemon=True)
+        self.reader.start()
+
+    def send(self, command: dict[str, Any]) -> bool:
+        assert self.process.stdin is not None
+        with self._send_lock:
+            try:
+                self.process.stdin.write((json.dumps(command) + "\n").encode())
+                self.process.stdin.flush()
+            except (BrokenPipeError, ValueError):  # the worker died: its reader reports it
+                return False
+        return True
+
+    def close_input(self) -> None:
+        with self._send_lock, contextlib.suppress(OSError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+
+    def _read(self) -> None:
+        for line in self.events:
+            try:
+                event = TaskEvent.from_json(line.decode())
+            except (WorkloadError, UnicodeDecodeError):
+                continue
+            self.executor._on_event(self, event)
+        self.events.close()
+        code = self.process.wait()
+        self.executor._on_worker_exit(self, code)
+
+
+class LocalExecutor(BaseExecutor):
+    name: ClassVar[str] = "local"
+
+    def __init__(self, parallelism: int | None = None, workers: int | None = None,
+                 kill_grace: float | None = None) -> None:
+        from flow.config import load_config
+
+        config = load_config()
+        super().__init__(parallelism=parallelism or int(config.get("core", "parallelism")))
+        self.worker_count = (workers or int(config.get("local_executor", "workers"))
+                             or os.cpu_count() or 1)
+        self.kill_grace = kill_grace
+        self._workers: list[_Worker] = []
+        self._pending: collections.deque[TaskWorkload] = collections.deque()
+        self._inflight: dict[TaskKey, tuple[TaskWorkload, _Worker]] = {}
+        self._lock = threading.Condition()
+        self._stopping = False
+        self._started = False
+
+    # ---------------------------------------------------------------------------- contract
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started, self._stopping = True, False
+            self._workers = [_Worker(self, n) for n in range(self.worker_count)]
+
+    def submit(self, workload: TaskWorkload) -> None:
+        self.start()
+        with self._lock:
+            key = workload.key
+            if key in self._inflight or any(w.key == key for w in self._pending):
+                self.report(TaskEvent(key, "refused", workload.try_number, {
+                    "message": f"refused try {workload.try_number}: this task instance is "
+                               "already submitted to this executor (a duplicate submit)"}))
+                return
+            if self._stopping:
+                self.report(TaskEvent(key, "lost", workload.try_number,
+                                      {"reason": "the executor is shutting down"}))
+                return
+            self._pending.append(workload)
+            self._dispatch()
+
+    def cancel(self, key: TaskKey) -> None:
+        with self._lock:
+            for workload in list(self._pending):
+                if workload.key == key:
+                    self._pending.remove(workload)
+                    self.report(TaskEvent(key, "lost", workload.try_number,
+                                          {"reason": "cancelled before it started"}))
+                    return
+            entry = self._inflight.get(key)
+        if entry is not None:
+            entry[1].send({"op": "cancel", "key": key.to_dict()})
+
+    def adopt(self, keys: list[TaskKey]) -> list[TaskKey]:
+        """Adopts nothing (see the module docstring): the scheduler relies on heartbeats."""
+        return list(keys)
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            if not self._started:
+                return
+            if wait:
+                while self._pending or self._inflight:
+                    self._lock.wait()
+            self._stopping = True
+            for workload in self._pending:
+                self.report(TaskEvent(workload.key, "lost", workload.try_number,
+                                      {"reason": "the executor shut down before it ran"}))
+            self._pending.clear()
+            workers = list(self._workers)
+        for worker in workers:
+            worker.send({"op": "stop", "kill": not wait})
+            worker.close_input()
+        for worker in workers:
+            worker.process.wait()
+            worker.reader.join()
+        with self._lock:
+            self._workers, self._started = [], False
+
+    # ---------------------------------------------------------------------------- inside
+
+    @property
+    def running(self) -> int:
+        """Tries handed to workers and not finished."""
+        with self._lock:
+            return len(self._inflight)
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [worker.process.pid for worker in self._workers]
+
+    def _dispatch(self) -> None:
+        """Hand queued workloads to the least busy workers while below ``parallelism``
+        (called with the lock held)."""
+        while self._pending and len(self._inflight) < self.parallelism and self._workers:
+            workload = self._pending.popleft()
+            worker = min(self._workers, key=lambda w: len(w.inflight))
+            self._inflight[workload.key] = (workload, worker)
+            worker.inflight.add(workload.key)
+            worker.send({"op": "run", "workload": workload.to_json()})
+
+    def _on_event(self, worker: _Worker, event: TaskEvent) -> None:
+        with self._lock:
+            entry = self._inflight.get(event.key)
+            if (event.state != "running" and entry is not None and entry[1] is worker
+                    and entry[0].try_number == event.try_number):
+                del self._inflight[event.key]
+                worker.inflight.discard(event.key)
+                self._dispatch()
+                self._lock.notify_all()
+            self.report(event)
+
+    def _on_worker_exit(self, worker: _Worker, code: int) -> None:
+        with self._lock:
+            lost = [self._inflight.pop(key)[0] for key in list(worker.inflight)
+                    if key in self._inflight]
+            worker.inflight.clear()
+            for workload in lost:
+                self.report(TaskEvent(workload.key, "lost", workload.try_number, {
+                    "reason": f"local executor worker {worker.process.pid} exited with code "
+                              f"{code}; the try may still be running (its heartbeat tells)"}))
+            if worker in self._workers and not self._stopping:
+                # Replace it, so the pool keeps its size.
+                self._workers[self._workers.index(worker)] = _Worker(self, worker.number)
+                self._dispatch()
+            self._lock.notify_all()

@@ -1,0 +1,178 @@
+"""A warm worker of the local executor: ``python -m flow.builtin.executors.local_worker``.
+
+Started once by :class:`~flow.builtin.executors.local.LocalExecutor` and kept: it has flow, the
+plugins, the configuration and a database engine loaded, imports each DAG file on first use
+(again when the file's mtime or the workload's ``dag_hash`` changes), and runs every workload in
+a forked child through :class:`~flow.execution.supervisor.Supervisor`, so a task costs a fork,
+not an interpreter start.
+
+Protocol, JSON lines (no pickle): commands on stdin, ``{"op": "run", "workload": "<TaskWorkload
+JSON>"}``, ``{"op": "cancel", "key": {...}}``, ``{"op": "stop", "kill": bool}``; TaskEvents on the
+file descriptor given by ``--events-fd``. When stdin closes (the executor shut down or the
+scheduler died) the worker takes no new work, lets its running tries finish (still enforcing
+their timeouts and ending the ones that die), then exits: a running task is never orphaned
+without a supervisor while its worker lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload, WorkloadError
+
+
+class LocalWorker:
+    def __init__(self, supervisor: Any, events_fd: int, dags_folder: str,
+                 import_timeout: float) -> None:
+        self.supervisor = supervisor
+        self.events_fd: int | None = events_fd
+        self.dags_folder = dags_folder
+        self.import_timeout = import_timeout
+        self.stopping = False
+        self._buffer = b""
+        self._dags: dict[str, tuple[tuple[int, str | None], Any]] = {}
+        supervisor.on_event = self.emit
+        supervisor.watch(0, self._read_commands)
+
+    def serve(self) -> None:
+        while not (self.stopping and not self.supervisor.running):
+            self.supervisor.poll(None)
+
+    def emit(self, event: TaskEvent) -> None:
+        if self.events_fd is None:
+            return
+        try:
+            os.write(self.events_fd, (event.to_json() + "\n").encode())
+        except OSError:  # the executor is gone; the database has the states
+            self.events_fd = None
+
+    def _read_commands(self) -> None:
+        data = os.read(0, 65536)
+        if not data:
+            self.supervisor.unwatch(0)
+            self.stopping = True
+            return
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._handle(json.loads(line))
+
+    def _handle(self, command: dict[str, Any]) -> None:
+        op = command.get("op")
+        if op == "run":
+            self._run(TaskWorkload.from_json(command["workload"]))
+        elif op == "cancel":
+            self.supervisor.cancel(TaskKey.from_dict(command["key"]), "cancelled")
+        elif op == "stop":
+            self.stopping = True
+            if command.get("kill"):
+                self.supervisor.terminate_all("the executor shut down")
+
+    def _run(self, workload: TaskWorkload) -> None:
+        from flow.execution.supervisor import fail_unstartable
+
+        dag, problem = self._dag(workload)
+        if dag is None:
+            state = fail_unstartable(self.supervisor.engine, workload, problem,
+                                     self.supervisor.log_folder)
+            self.emit(TaskEvent(workload.key, state or "refused", workload.try_number,
+                                {"message": problem}))
+            return
+        self.supervisor.launch(workload, dag)
+
+    def _dag(self, workload: TaskWorkload) -> tuple[Any, str]:
+        path = os.path.abspath(workload.dag_file)
+        try:
+            version = (os.stat(path).st_mtime_ns, workload.dag_hash)
+        except OSError as err:
+            return None, f"DAG file {path} cannot be read: {err}"
+        cached = self._dags.get(path)
+        if cached is None or cached[0] != version:
+            cached = self._dags[path] = (version, self._import(path))
+        loaded = cached[1]
+        dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
+        if dag is not None and workload.task_id in dag.task_dict:
+            return dag, ""
+        what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
+        problems = "; ".join(str(e) for e in loaded.errors)
+        return None, f"{what} not found in {path}" + (f": {problems}" if problems else "")
+
+    def _import(self, path: str) -> Any:
+        """Import a DAG file here, under an alarm: a file that loops at import must not take
+        the worker with it."""
+        from flow.exceptions import TaskTimeout
+        from flow.scheduling.dagbag import DagFileError, LoadedFile, load_dag_file
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise TaskTimeout(f"importing {path} took longer than "
+                              f"{self.import_timeout:g} seconds")
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.import_timeout)
+        try:
+            return load_dag_file(path, self.dags_folder)
+        except TaskTimeout as err:
+            return LoadedFile(path, errors=[DagFileError(path, None, str(err))])
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="flow-local-worker")
+    parser.add_argument("--events-fd", type=int, required=True)
+    parser.add_argument("--kill-grace", type=float, default=None)
+    args = parser.parse_args(argv)
+    # Ctrl-C in the scheduler's terminal is the scheduler's to handle (shutdown tells us).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from flow.config import load_config
+    from flow.execution.supervisor import Supervisor, kill_grace_period
+    from flow.execution.task_runner import warm_up
+    from flow.plugins import current, set_current
+    from flow.store.migrate import ensure_current
+    from flow.store.session import get_engine
+
+    config = load_config()
+    engine = get_engine()
+    ensure_current(engine)
+    with engine.connect():  # the dialect initializes once here, not in every forked child
+        pass
+    plugins = current()
+    set_current(plugins)
+    _warm_imports()
+    warm_up(engine, plugins)
+    supervisor = Supervisor(
+        engine=engine, plugins=plugins, on_event=lambda event: None,
+        log_folder=str(config.get("logging", "base_log_folder")),
+        heartbeat_interval=config.get("scheduler", "task_heartbeat_interval"),
+        kill_grace=args.kill_grace if args.kill_grace is not None else kill_grace_period(config))
+    worker = LocalWorker(supervisor, args.events_fd, str(config.get("core", "dags_folder")),
+                         float(config.get("core", "dag_file_processor_timeout")))
+    try:
+        worker.serve()
+    except (WorkloadError, ValueError, KeyError) as err:
+        print(f"flow local worker: bad command from the executor: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        supervisor.close()
+
+
+def _warm_imports() -> None:
+    """What every task needs, imported once before forking rather than once per task."""
+    with contextlib.suppress(ImportError):
+        import flow.execution.xcom
+        import flow.operators
+        import flow.secrets.connection
+        import flow.secrets.masking  # noqa: F401
+
+
+if __name__ == "__main__":
+    main()
