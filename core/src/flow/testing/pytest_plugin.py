@@ -150,6 +150,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any)
         return
     terminalreporter.section("flow conformance")
     for report in reports:
+        if not report["tests"]:
+            continue  # deselected
         counts: dict[str, int] = {}
         for result in report["tests"].values():
             counts[result["outcome"]] = counts.get(result["outcome"], 0) + 1
