@@ -157,3 +157,32 @@ def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
     return (EXIT_OK if final.state in {"success", "skipped"} else EXIT_TASK_FAILED), outcome
 
 
+
+
+@tasks.command("states-for-run")
+@click.argument("dag_id")
+@click.argument("run_id")
+@output_option
+def states_for_run(dag_id: str, run_id: str, output: str) -> None:
+    """The state of every task instance of RUN_ID of DAG_ID."""
+    echo_rows(states_rows(dag_id, run_id), output)
+
+
+def states_rows(dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from flow.store.models import DagRun, TaskInstance
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        if session.scalar(select(DagRun.id).where(DagRun.dag_id == dag_id,
+                                                  DagRun.run_id == run_id)) is None:
+            raise click.ClickException(f"DAG {dag_id!r} has no run {run_id!r}; see "
+                                       f"`flow dags list-runs {dag_id}`")
+        rows = session.scalars(select(TaskInstance).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            .order_by(TaskInstance.task_id, TaskInstance.map_index)).all()
+        return [{"task_id": row.task_id, "map_index": row.map_index, "state": row.state,
+                 "try_number": row.try_number, "start_date": row.start_date,
+                 "end_date": row.end_date, "duration": row.duration,
+                 "hostname": row.hostname or None, "pid": row.pid} for row in rows]

@@ -133,6 +133,7 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
         return result
     try_number = try_number if try_number is not None else row.try_number
     result.try_number, result.state = try_number, row.state
+    _stop_request.install(dag, task_id, supervision)
     refusal = _start(engine, row.id, try_number, expected_state)
     if refusal:
         result.message = refusal
@@ -238,7 +239,7 @@ def _rendered_fields(task: Any) -> dict[str, Any]:
 def _execute(task: Any, context: dict[str, Any], supervision: Supervision | None) -> Any:
     timeout = getattr(task, "execution_timeout", None)
     if supervision is not None:
-        with _terminable(task, supervision.deadline, timeout):
+        with _stop_request.killable(task):
             return task.execute(context)
     if timeout is None:
         return task.execute(context)
@@ -246,36 +247,62 @@ def _execute(task: Any, context: dict[str, Any], supervision: Supervision | None
         return task.execute(context)
 
 
-@contextlib.contextmanager
-def _terminable(task: Any, deadline: float | None, timeout: Any) -> Iterator[None]:
-    """Turn the supervisor's ``SIGTERM`` into an exception inside ``execute``: ``TaskTimeout``
-    once the deadline has passed, else ``TaskTerminated``; either way ``on_kill`` is called."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _StopRequest:
+    """The supervisor's ``SIGTERM``, turned into an exception inside ``execute``.
 
-    def on_terminate(signum: int, frame: Any) -> None:
-        # One exception is enough: a second SIGTERM must not interrupt on_kill.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if deadline is not None and time.monotonic() >= deadline - 0.01:
-            seconds = timeout.total_seconds() if timeout is not None else 0.0
-            raise TaskTimeout(f"task {task.task_id!r} ran longer than its execution_timeout "
-                              f"of {seconds:g} seconds")
-        raise TaskTerminated(f"task {task.task_id!r} was asked to stop (SIGTERM): cancelled, "
-                             "ended elsewhere, or its worker is shutting down")
+    Outside ``execute`` (flow's own short steps: starting, rendering, pushing XComs) the stop is
+    held and raised as ``execute`` begins, so it never tears a database write in half; a try
+    stuck elsewhere is ended by the supervisor's ``SIGKILL``.
+    """
 
-    previous = signal.signal(signal.SIGTERM, on_terminate)
-    try:
-        yield
-    except (TaskTimeout, TaskTerminated) as err:
-        log.error("%s: calling %s.on_kill()", err, type(task).__name__)
+    def __init__(self) -> None:
+        self.in_execute = False
+        self.pending: Exception | None = None
+
+    def install(self, dag: Any, task_id: str, supervision: Supervision | None) -> None:
+        if supervision is None or threading.current_thread() is not threading.main_thread():
+            return
+        timeout = getattr(dag.task_dict.get(task_id), "execution_timeout", None)
+        deadline = supervision.deadline
+
+        def on_terminate(signum: int, frame: Any) -> None:
+            if self.pending is not None:
+                return  # one stop is enough: a second must not interrupt on_kill
+            if deadline is not None and time.monotonic() >= deadline - 0.01:
+                seconds = timeout.total_seconds() if timeout is not None else 0.0
+                self.pending = TaskTimeout(f"task {task_id!r} ran longer than its "
+                                           f"execution_timeout of {seconds:g} seconds")
+            else:
+                self.pending = TaskTerminated(
+                    f"task {task_id!r} was asked to stop (SIGTERM): cancelled, ended "
+                    "elsewhere, or its worker is shutting down")
+            if self.in_execute:
+                self.in_execute = False
+                raise self.pending
+
+        signal.signal(signal.SIGTERM, on_terminate)
+
+    @contextlib.contextmanager
+    def killable(self, task: Any) -> Iterator[None]:
+        """Run ``execute`` stoppable; call the operator's ``on_kill`` when it is stopped."""
         try:
-            task.on_kill()
-        except Exception:
-            log.exception("on_kill of %s raised", task.task_id)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            if self.pending is not None:
+                raise self.pending
+            self.in_execute = True
+            try:
+                yield
+            finally:
+                self.in_execute = False
+        except (TaskTimeout, TaskTerminated) as err:
+            log.error("%s: calling %s.on_kill()", err, type(task).__name__)
+            try:
+                task.on_kill()
+            except Exception:
+                log.exception("on_kill of %s raised", task.task_id)
+            raise
+
+
+_stop_request = _StopRequest()
 
 
 @contextlib.contextmanager
