@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -61,3 +62,57 @@ def show_plugin(name: str, output: str) -> None:
             click.echo(f"{key.ljust(width)}  {shown}")
     else:
         echo_rows([details], output)
+
+
+@plugins.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="Folder to create flow-NAME in (in the flow repository: plugins).")
+def new_plugin(name: str, parent: Path) -> None:
+    """Create a plugin package flow-NAME from the plugin template: pyproject with the entry
+    point and a flow-core range, plugin.py, an operator with a hook and a connection type of its
+    own, an event listener, tests including the conformance suites, and a README."""
+    from flow.testing.scaffold import ScaffoldError
+    from flow.testing.scaffold import new_plugin as scaffold
+
+    try:
+        target = scaffold(name, parent)
+    except ScaffoldError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"created {target}")
+    click.echo(f"next: pip install -e {target}[test] && pytest {target / 'tests'}")
+
+
+@plugins.command("verify")
+@click.argument("distribution")
+@click.option("--tests", "tests", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="The plugin's conformance tests (default: "
+              "tests/test_conformance.py of an editable install).")
+@click.option("--strict", is_flag=True,
+              help="Run tests newer than the plugin's pinned conformance version strictly.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the JSON report to this file.")
+def verify_plugin(distribution: str, tests: Path | None, strict: bool,
+                  report_path: Path | None) -> None:
+    """Run the package checks and the plugin's declared conformance suites on the installed
+    DISTRIBUTION and print the JSON report; exits non-zero when a check fails."""
+    import json
+    import sys
+
+    from flow.testing.verify import VerifyError, verify
+
+    try:
+        code, report = verify(distribution, tests, strict=strict)
+    except VerifyError as err:
+        raise click.ClickException(str(err)) from None
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if report_path is not None:
+        report_path.write_text(text + "\n")
+    click.echo(text)
+    failed = sorted(node for suite in report.get("suites", [])
+                    for node, test in suite["tests"].items()
+                    if test["outcome"] in {"failed", "error"})
+    for node in failed:
+        click.echo(f"FAILED {node}", err=True)
+    sys.exit(code)

@@ -145,7 +145,7 @@ def _suite_reports(config: Any) -> list[dict[str, Any]]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
-    reports = _suite_reports(config)
+    reports = [report for report in _suite_reports(config) if report["tests"]]
     if not reports:
         return
     terminalreporter.section("flow conformance")

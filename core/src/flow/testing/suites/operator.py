@@ -26,8 +26,10 @@ class OperatorConformance(ConformanceSuite):
         "operator_factory", "return a callable (task_id: str) -> a configured operator")
 
     @pytest.fixture
-    def dag_with_operator(self, operator_factory: Callable[[str], Any],
-                          flow_plugins: Any) -> Any:
+    def dag_with_operator(self, flow_plugins: Any,
+                          operator_factory: Callable[[str], Any]) -> Any:
+        # flow_plugins (and so the isolated environment) first: a factory may set FLOW_CONN_*
+        # variables, which the environment's setup clears.
         from flow import DAG
 
         with DAG("operator_suite", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
