@@ -71,7 +71,8 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         claims = set(getattr(cls, "claims", ()) or ())
         needed = [name for mark in item.iter_markers("flow_capability") for name in mark.args]
         entry = suites.setdefault(cls.__qualname__, {
-            "suite": cls.flow_suite, "class": f"{cls.__module__}.{cls.__qualname__}",
+            "suite": getattr(cls, "flow_suite", ""),
+            "class": f"{cls.__module__}.{cls.__qualname__}",
             "pinned_version": getattr(cls, "conformance_version", None),
             "distribution": getattr(cls, "distribution", None),
             "claimed": sorted(claims), "capabilities": set()})

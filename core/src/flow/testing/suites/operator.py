@@ -30,7 +30,7 @@ class OperatorConformance(ConformanceSuite):
                           operator_factory: Callable[[str], Any]) -> Any:
         # flow_plugins (and so the isolated environment) first: a factory may set FLOW_CONN_*
         # variables, which the environment's setup clears.
-        from flow import DAG
+        from flow.authoring.dag import DAG
 
         with DAG("operator_suite", schedule=None, start_date=datetime(2024, 1, 1)) as dag:
             operator_factory("under_test")
@@ -43,7 +43,7 @@ class OperatorConformance(ConformanceSuite):
     @conformance(since="0.1")
     def test_it_is_a_base_operator_in_the_dag(self, operator: Any,
                                               dag_with_operator: Any) -> None:
-        from flow import BaseOperator
+        from flow.authoring.baseoperator import BaseOperator
 
         assert isinstance(operator, BaseOperator)
         assert operator.dag is dag_with_operator

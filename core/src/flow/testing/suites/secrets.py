@@ -39,7 +39,7 @@ class SecretsBackendConformance(ConformanceSuite):
 
     @staticmethod
     def _connection(conn_id: str = "suite_db") -> Any:
-        from flow import Connection
+        from flow.secrets.connection import Connection
 
         return Connection(conn_id, "postgres", host="db.example.invalid", schema="analytics",
                           login="reader", password=PASSWORD, port=5432,
