@@ -1,0 +1,52 @@
+"""Acme's shared operators. DAG files import them directly:
+``from flow_acme.operators import AcmeLoadOperator, AcmeRowCountCheckOperator``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flow import BaseOperator
+from flow.exceptions import TaskFailedNoRetry
+from flow_acme.hooks import DEFAULT_CONN_ID, AcmeWarehouseHook
+
+log = logging.getLogger(__name__)
+
+
+class AcmeLoadOperator(BaseOperator):
+    """Append ``rows`` (a list of dicts, or a template that renders to one) to ``table``;
+    returns the number of rows loaded."""
+
+    template_fields = ("table", "rows")
+
+    def __init__(self, *, table: str, rows: list[dict[str, Any]] | str,
+                 conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table, self.rows, self.conn_id = table, rows, conn_id
+
+    def execute(self, context: dict[str, Any]) -> int:
+        if not isinstance(self.rows, list):
+            raise TaskFailedNoRetry(f"rows must be a list of objects, got {self.rows!r}")
+        loaded = AcmeWarehouseHook(self.conn_id).append(self.table, self.rows)
+        log.info("loaded %d rows into %s", loaded, self.table)
+        return loaded
+
+
+class AcmeRowCountCheckOperator(BaseOperator):
+    """Fail (without retries: more tries will not add rows) unless ``table`` has at least
+    ``min_rows`` rows; returns the count."""
+
+    template_fields = ("table",)
+
+    def __init__(self, *, table: str, min_rows: int = 1, conn_id: str = DEFAULT_CONN_ID,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table, self.min_rows, self.conn_id = table, min_rows, conn_id
+
+    def execute(self, context: dict[str, Any]) -> int:
+        count = len(AcmeWarehouseHook(self.conn_id).rows(self.table))
+        if count < self.min_rows:
+            raise TaskFailedNoRetry(f"table {self.table} has {count} rows; at least "
+                                    f"{self.min_rows} expected")
+        log.info("table %s has %d rows", self.table, count)
+        return count
