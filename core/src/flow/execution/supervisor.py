@@ -215,7 +215,7 @@ class Supervisor:
         for child in self.children.values():
             fds.update((child.pidfd, child.result_fd))
         with contextlib.suppress(Exception):
-            fds.add(self.selector.fileno())  # type: ignore[attr-defined]
+            fds.add(self.selector.fileno())
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -407,11 +407,11 @@ def end_dead_try(engine: Engine, workload: TaskWorkload, reason: str, task: Any,
         if retry:
             delay = getattr(task, "get_retry_delay", None)
             values["next_retry_at"] = now + delay(try_number) if delay else now
-        changed = session.execute(
+        changed = _rowcount(session.execute(
             update(TaskInstance)
             .where(TaskInstance.id == row.id, TaskInstance.state == TIS.RUNNING,
                    TaskInstance.try_number == try_number)
-            .values(**values).execution_options(synchronize_session=False)).rowcount
+            .values(**values).execution_options(synchronize_session=False)))
         if not changed:
             return str(session.scalar(select(TaskInstance.state)
                                       .where(TaskInstance.id == row.id)))
@@ -438,7 +438,7 @@ def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
 
     key, now = workload.key, utcnow()
     with session_scope(engine) as session:
-        changed = session.execute(
+        changed = _rowcount(session.execute(
             update(TaskInstance)
             .where(TaskInstance.dag_id == key.dag_id, TaskInstance.run_id == key.run_id,
                    TaskInstance.task_id == key.task_id,
@@ -446,7 +446,7 @@ def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
                    TaskInstance.try_number == workload.try_number)
             .values(state=TIS.FAILED, start_date=now, end_date=now, duration=0.0,
                     updated_at=now)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
     if not changed:
         return None
     append_to_log(log_path(log_folder, key.dag_id, key.run_id, key.task_id, key.map_index,
@@ -456,3 +456,8 @@ def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
 
 def _seconds_since(start: datetime | None, now: datetime) -> float | None:
     return (now - start).total_seconds() if start is not None else None
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE changed (typed loosely: the ORM's Result does not declare it)."""
+    return int(result.rowcount)
