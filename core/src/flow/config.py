@@ -74,6 +74,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("core", "default_pool_slots", int, 128,
            "Slots of the default_pool when flow creates it."),
     Option("core", "default_task_retries", int, 0, "Retries of a task that sets none."),
+    Option("core", "task_kill_grace_period", float, 5.0,
+           "Seconds between SIGTERM and SIGKILL when a task is stopped (timeout, cancel)."),
     Option("scheduler", "heartbeat_interval", float, 5.0,
            "Seconds between the scheduler's heartbeats in the job table."),
     Option("scheduler", "health_threshold", float, 30.0,

@@ -347,14 +347,9 @@ def _redirect_output(path: Path) -> None:
 
 
 def kill_grace_period(config: Any) -> float:
-    """Seconds between ``SIGTERM`` and ``SIGKILL`` when a try is stopped:
-    ``[core] task_kill_grace_period`` when that option is declared, else 5."""
-    from flow.config import ConfigError
-
-    try:
-        return float(config.get("core", "task_kill_grace_period"))
-    except ConfigError:
-        return DEFAULT_KILL_GRACE
+    """Seconds between ``SIGTERM`` and ``SIGKILL`` when a try is stopped
+    (``[core] task_kill_grace_period``)."""
+    return float(config.get("core", "task_kill_grace_period"))
 
 
 def describe_status(status: int) -> str:
