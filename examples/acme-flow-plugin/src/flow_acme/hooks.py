@@ -12,8 +12,6 @@ from typing import Any
 
 from flow import BaseHook
 
-DEFAULT_CONN_ID = "acme_warehouse_default"
-
 
 class AcmeWarehouseHook(BaseHook):
     """Reads and appends rows of warehouse tables."""
