@@ -112,6 +112,11 @@ def _authenticated(row: Any) -> AuthenticatedUser:
 
 def enforce() -> Response | None:
     """The before-request check: login, role and CSRF (see the module docstring)."""
+    if "\x00" in request.path or any("\x00" in v for v in request.args.values()):
+        from flow.web.errors import problem
+
+        # No database stores a NUL inside text (PostgreSQL refuses it): say so, not 500.
+        return problem(400, "Bad Request", "the URL contains a NUL character; remove it")
     rule = access_of(request.endpoint)
     if rule.public and request.endpoint is not None:
         if request.method not in SAFE_METHODS and not _csrf_ok():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import request
@@ -44,7 +45,7 @@ def bool_arg(name: str) -> bool | None:
 
 def page() -> tuple[int, int]:
     limit = int_arg("limit", 100, minimum=1, maximum=MAX_LIMIT)
-    offset = int_arg("offset", 0, minimum=0)
+    offset = int_arg("offset", 0, minimum=0, maximum=2**31 - 1)
     assert limit is not None and offset is not None
     return limit, offset
 
@@ -70,6 +71,9 @@ def body(schema: dict[str, Any]) -> dict[str, Any]:
         where = "/".join(str(p) for p in err.absolute_path) or "the body"
         raise ApiError(400, "Bad Request", f"{where}: {err.message}") from None
     assert isinstance(data, dict)
+    if "\\u0000" in json.dumps(data):
+        raise ApiError(400, "Bad Request", "the body contains a NUL character (\\u0000), which "
+                                           "no text column can store; remove it")
     return data
 
 

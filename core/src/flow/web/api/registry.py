@@ -45,10 +45,11 @@ class Operation:
     errors: tuple[int, ...] = field(default=(400, 404, 409))
 
 
+MAX_OFFSET = 2**31 - 1  # the largest OFFSET every database takes
 PAGINATION = (
     QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                "how many entries to return"),
-    QueryParam("offset", {"type": "integer", "minimum": 0, "default": 0},
+    QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
                "how many entries to skip"),
 )
 
@@ -100,7 +101,8 @@ class ApiRegistry:
 
     def _operation(self, op: Operation) -> dict[str, Any]:
         parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": {"type": "integer"} if conv == "int" else
+                       "schema": {"type": "integer", "minimum": 1, "maximum": 100_000}
+                       if conv == "int" else
                        {"type": "string", "minLength": 1}}
                       for conv, name in _PATH_PARAM.findall(op.path)]
         parameters += [{"name": q.name, "in": "query", "required": q.required,

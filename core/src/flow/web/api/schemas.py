@@ -108,12 +108,15 @@ BODIES: dict[str, dict[str, Any]] = {
     "ClearDagRun": {"type": "object", "additionalProperties": False, "properties": {
         "only_failed": BOOL, "dry_run": BOOL}},
     "ClearTaskInstances": {"type": "object", "additionalProperties": False, "properties": {
-        "task_ids": {"type": "array", "items": STR}, "map_indexes": {"type": "array",
-                                                                     "items": INT},
+        "task_ids": {"type": "array", "items": STR},
+        "map_indexes": {"type": "array", "items": {"type": "integer", "minimum": -1,
+                                                   "maximum": 2**31 - 1}},
         "downstream": BOOL, "upstream": BOOL, "only_failed": BOOL, "dry_run": BOOL}},
     "TaskInstanceState": {"type": "object", "additionalProperties": False,
                           "required": ["state"], "properties": {
-                              "state": {"enum": ["success", "failed"]}, "map_index": INT}},
+                              "state": {"enum": ["success", "failed"]},
+                              "map_index": {"type": "integer", "minimum": -1,
+                                            "maximum": 2**31 - 1}}},
     "ConnectionBody": {"type": "object", "additionalProperties": False,
                        "required": ["conn_id", "conn_type"], "properties": {
                            "conn_id": {"type": "string", "minLength": 1, "maxLength": 250,

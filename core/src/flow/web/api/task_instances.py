@@ -15,13 +15,15 @@ from flow.web.api.registry import QueryParam
 from flow.web.api.schemas import BODIES, TI_STATES, ref
 from flow.web.db import db
 
+MAX_MAP_INDEX = 2**31 - 1
 TIS = "/dags/<dag_id>/dagRuns/<run_id>/taskInstances"
-MAP_INDEX = QueryParam("map_index", {"type": "integer", "minimum": -1, "default": -1},
+MAP_INDEX = QueryParam("map_index", {"type": "integer", "minimum": -1, "maximum": MAX_MAP_INDEX,
+                                     "default": -1},
                        "the map index of a mapped task (-1: not mapped)")
 
 
 def _map_index() -> int:
-    value = int_arg("map_index", -1, minimum=-1)
+    value = int_arg("map_index", -1, minimum=-1, maximum=MAX_MAP_INDEX)
     assert value is not None
     return value
 
