@@ -33,6 +33,7 @@ DAG_FILE = textwrap.dedent('''
         @task
         def extract(params=None):
             logging.getLogger("demo").info("extracting %s rows", 3)
+            logging.getLogger("demo").info("<script>window.__xss = 1</script> is plain text")
             return [1, 2, 3]
 
         @task
