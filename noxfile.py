@@ -5,6 +5,9 @@
     nox -s lint typecheck
     nox -s demo           run the example DAGs on the embedded default (SQLite)
     nox -s bench          print the benchmark figures
+    nox -s docs           build the documentation site (mkdocs --strict) into build/site
+    nox -s conformance    flow's builtins through their conformance suites, strict, with a report
+    nox -s new_plugin -- NAME [--dir DIR]   a new plugin package from plugins/_template
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ TYPED_STRICT = ["core/src/flow/hookspecs.py", "core/src/flow/records.py",
 
 
 def _packages() -> dict[str, Path]:
-    """core and every plugins/flow-* distribution (plugins/_template is a skeleton, not one)."""
+    """core, every plugins/flow-* distribution (plugins/_template is a skeleton, not one; a
+    test generates a plugin from it and runs its tests) and the examples/*-flow-plugin ones."""
     found = {"core": ROOT / "core"}
     for path in sorted((ROOT / "plugins").glob("flow-*")):
         if (path / "pyproject.toml").exists():
             found[path.name.removeprefix("flow-")] = path
+    for path in sorted((ROOT / "examples").glob("*-flow-plugin")):
+        if (path / "pyproject.toml").exists():
+            found[path.name.removesuffix("-flow-plugin")] = path
     return found
 
 
@@ -106,3 +113,44 @@ def bench(session: nox.Session) -> None:
     """Print the benchmark figures (never asserted in tests)."""
     _install_core(session)
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
+
+
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "pymdown-extensions>=10.7"]
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors (offline) into build/site.
+
+    The CLI reference, the conformance tests, the records and the plugin package pages are
+    generated from the code during the build (docs/_gen/hooks.py)."""
+    _install_core(session)
+    session.install(*DOCS_DEPS)
+    session.run("mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+                *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python=PYTHON)
+def conformance(session: nox.Session) -> None:
+    """flow's own executors, operators, backends and timetables through their conformance
+    suites, strictly; the JSON report goes to build/conformance.json."""
+    _install_core(session)
+    session.install(*TEST_DEPS)
+    report = ROOT / "build" / "conformance.json"
+    report.parent.mkdir(exist_ok=True)
+    session.run("pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--timeout=300",
+                "--flow-conformance-strict", f"--flow-conformance-report={report}",
+                str(ROOT / "core" / "tests" / "builtin_conformance"), *session.posargs,
+                env={"FLOW_HOME": session.create_tmp()})
+
+
+@nox.session(python=PYTHON)
+def new_plugin(session: nox.Session) -> None:
+    """Create plugins/flow-NAME from plugins/_template: nox -s new_plugin -- NAME [--dir DIR]."""
+    if not session.posargs:
+        session.error("usage: nox -s new_plugin -- NAME [--dir DIR]")
+    args = list(session.posargs)
+    if "--dir" not in args:
+        args += ["--dir", str(ROOT / "plugins")]
+    _install_core(session)
+    session.run("flow", "plugins", "new", *args)
