@@ -115,7 +115,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 
-DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "pymdown-extensions>=10.7"]
+# pytest: the conformance page is generated from the suites, which are pytest classes
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "pymdown-extensions>=10.7", "pytest>=8"]
 
 
 @nox.session(python=PYTHON)
