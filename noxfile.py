@@ -115,8 +115,10 @@ def bench(session: nox.Session) -> None:
     session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs)
 
 
-# pytest: the conformance page is generated from the suites, which are pytest classes
-DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "pymdown-extensions>=10.7", "pytest>=8"]
+# pytest: the conformance page is generated from the suites, which are pytest classes;
+# flask: the REST API page from the API's route declarations (until flow-core depends on it)
+DOCS_DEPS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "pymdown-extensions>=10.7", "pytest>=8",
+             "flask>=3"]
 
 
 @nox.session(python=PYTHON)

@@ -80,10 +80,36 @@ def records_page() -> str:
     return "\n".join(out)
 
 
+def rest_api_pages() -> dict[str, str]:
+    """The endpoint list and the OpenAPI document itself, from the REST API's declarations."""
+    import json
+
+    from flow.web.api.dags import openapi
+
+    document = openapi()
+    out = ["# REST API endpoints", "",
+           "<!-- Generated from the REST API's route declarations at build time. -->", "",
+           f"Every endpoint of the REST API ({document['info'].get('title', 'flow')} "
+           f"{document['info'].get('version', '')}). The machine-readable OpenAPI "
+           f"{document['openapi']} document is [openapi.json](openapi.json); a running web "
+           "server serves the same at `/api/v1/openapi.json`.", ""]
+    by_tag: dict[str, list[str]] = {}
+    for path, operations in sorted(document["paths"].items()):
+        for method, operation in operations.items():
+            tag = (operation.get("tags") or ["Other"])[0]
+            summary = str(operation.get("summary", "")).replace("|", "/")
+            by_tag.setdefault(tag, []).append(f"| `{method.upper()}` | `{path}` | {summary} |")
+    for tag, rows in sorted(by_tag.items()):
+        out += [f"## {tag}", "", "| method | path | what it does |", "|---|---|---|", *rows, ""]
+    return {"reference/rest-api-endpoints.md": "\n".join(out),
+            "reference/openapi.json": json.dumps(document, indent=2, sort_keys=True) + "\n"}
+
+
 def generated_pages() -> dict[str, str]:
     from flow.testing._docgen import capabilities_reference, cli_reference
 
     pages = {
+        **rest_api_pages(),
         "reference/cli.md": cli_reference(),
         "plugins/conformance-tests.md": capabilities_reference(),
         "plugins/records.md": records_page(),
