@@ -123,8 +123,6 @@ def _validate(fields: list[dict[str, Any]], params: dict[str, Any], form: Any
 @ui_blueprint.route("/dags/<dag_id>/trigger", methods=["GET", "POST"])
 @access(read="op", write="op")
 def dag_trigger(dag_id: str) -> Any:
-    from flow.scheduling import actions
-
     dag = data.get_dag(db(), dag_id)
     params = data.serialized_data(db(), dag_id).get("params") or {}
     fields = param_fields(params)
@@ -139,6 +137,8 @@ def dag_trigger(dag_id: str) -> Any:
             else:
                 field["value"] = request.form.get(f"param.{field['name']}", "")
         if not errors:
+            from flow.scheduling import actions
+
             run = run_action(actions.trigger_dag_run, dag_id, run_id=run_id or None, conf=conf,
                              success=f"Triggered a run of {dag_id}.")
             if run is not None:
