@@ -188,7 +188,7 @@ def pool_usage(session: Session) -> dict[str, dict[str, int]]:
                            .group_by(models.TaskInstance.pool, models.TaskInstance.state))
     usage: dict[str, dict[str, int]] = {}
     for pool, state, slots in rows:
-        usage.setdefault(pool, {"running": 0, "queued": 0})[state] = int(slots or 0)
+        usage.setdefault(pool, {"running": 0, "queued": 0})[str(state)] = int(slots or 0)
     return usage
 
 

@@ -39,7 +39,7 @@ def run_duration(run: Any) -> float | None:
         from flow.utils.timezone import utcnow
 
         end = utcnow()
-    return (end - run.start_date).total_seconds()
+    return float((end - run.start_date).total_seconds())
 
 
 def register_filters(app: Flask) -> None:

@@ -82,7 +82,8 @@ def _csrf_ok() -> bool:
 
 
 def current_user() -> AuthenticatedUser | None:
-    return g.get("user")
+    user: AuthenticatedUser | None = g.get("user")
+    return user
 
 
 def _load_user() -> tuple[AuthenticatedUser | None, str]:

@@ -7,9 +7,9 @@ from flask import Blueprint
 from flow.web.api.registry import ApiRegistry
 
 api_blueprint = Blueprint("api", __name__)
-registry = ApiRegistry(api_blueprint)
+routes = ApiRegistry(api_blueprint)
 
-# The resource modules declare their routes on ``registry`` when imported.
+# The resource modules declare their routes on ``routes`` when imported.
 from flow.web.api import admin, dags, runs, task_instances  # noqa: E402, F401
 
-__all__ = ["api_blueprint", "registry"]
+__all__ = ["api_blueprint", "routes"]

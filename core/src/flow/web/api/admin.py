@@ -13,7 +13,7 @@ from flow.secrets import database as secrets_db
 from flow.secrets.connection import Connection
 from flow.store import models
 from flow.web import data, serializers
-from flow.web.api import registry
+from flow.web.api import routes
 from flow.web.api.common import actor, body, page, paginate, record
 from flow.web.api.registry import QueryParam
 from flow.web.api.schemas import BODIES, ref
@@ -45,7 +45,7 @@ def save_connection(conn_id: str, fields: dict[str, Any], *, create: bool, sourc
            {"conn_type": connection.conn_type, "fields": changed}, source=source)
 
 
-@registry.operation("GET", "/connections", summary="List connections (passwords are never "
+@routes.operation("GET", "/connections", summary="List connections (passwords are never "
                     "returned)", tag="Connection", paginated=True,
                     query=(QueryParam("conn_type", STR, "only this type"),),
                     response=ref("ConnectionCollection"))
@@ -60,7 +60,7 @@ def list_connections() -> Any:
     return jsonify(connections=items, total_entries=total)
 
 
-@registry.operation("POST", "/connections", summary="Create a connection", tag="Connection",
+@routes.operation("POST", "/connections", summary="Create a connection", tag="Connection",
                     role="admin", body=BODIES["ConnectionBody"], response=ref("Connection"),
                     status=201)
 def create_connection() -> Any:
@@ -76,13 +76,13 @@ def _connection(conn_id: str) -> dict[str, Any]:
     return serializers.connection(connection)
 
 
-@registry.operation("GET", "/connections/<conn_id>", summary="Get a connection",
+@routes.operation("GET", "/connections/<conn_id>", summary="Get a connection",
                     tag="Connection", response=ref("Connection"))
 def get_connection(conn_id: str) -> Any:
     return jsonify(_connection(conn_id))
 
 
-@registry.operation("PATCH", "/connections/<conn_id>", summary="Change a connection; a "
+@routes.operation("PATCH", "/connections/<conn_id>", summary="Change a connection; a "
                     "password not given is kept", tag="Connection", role="admin",
                     body=BODIES["ConnectionPatch"], response=ref("Connection"))
 def patch_connection(conn_id: str) -> Any:
@@ -90,7 +90,7 @@ def patch_connection(conn_id: str) -> Any:
     return jsonify(_connection(conn_id))
 
 
-@registry.operation("DELETE", "/connections/<conn_id>", summary="Delete a connection",
+@routes.operation("DELETE", "/connections/<conn_id>", summary="Delete a connection",
                     tag="Connection", role="admin", status=204)
 def delete_connection(conn_id: str) -> Any:
     if not secrets_db.delete_connection(conn_id):
@@ -120,7 +120,7 @@ def test_stored_connection(conn_id: str, source: str) -> tuple[bool, str]:
     return ok, redact(message)
 
 
-@registry.operation("POST", "/connections/<conn_id>/test", summary="Test a stored connection",
+@routes.operation("POST", "/connections/<conn_id>/test", summary="Test a stored connection",
                     tag="Connection", role="admin", response=ref("ConnectionTest"))
 def test_connection(conn_id: str) -> Any:
     ok, message = test_stored_connection(conn_id, "api")
@@ -129,7 +129,7 @@ def test_connection(conn_id: str) -> Any:
 
 # ------------------------------------------------------------------------------------ variables
 
-@registry.operation("GET", "/variables", summary="List variables (sensitive values masked)",
+@routes.operation("GET", "/variables", summary="List variables (sensitive values masked)",
                     tag="Variable", paginated=True,
                     query=(QueryParam("key_pattern", STR, "part of the key"),),
                     response=ref("VariableCollection"))
@@ -151,7 +151,7 @@ def _variable(key: str) -> dict[str, Any]:
     return serializers.variable(key, value, row.description)
 
 
-@registry.operation("POST", "/variables", summary="Create a variable", tag="Variable",
+@routes.operation("POST", "/variables", summary="Create a variable", tag="Variable",
                     role="op", body=BODIES["VariableBody"], response=ref("Variable"),
                     status=201)
 def create_variable() -> Any:
@@ -163,13 +163,13 @@ def create_variable() -> Any:
     return jsonify(_variable(fields["key"])), 201
 
 
-@registry.operation("GET", "/variables/<key>", summary="Get a variable", tag="Variable",
+@routes.operation("GET", "/variables/<key>", summary="Get a variable", tag="Variable",
                     response=ref("Variable"))
 def get_variable(key: str) -> Any:
     return jsonify(_variable(key))
 
 
-@registry.operation("PATCH", "/variables/<key>", summary="Change a variable's value",
+@routes.operation("PATCH", "/variables/<key>", summary="Change a variable's value",
                     tag="Variable", role="op", body=BODIES["VariablePatch"],
                     response=ref("Variable"))
 def patch_variable(key: str) -> Any:
@@ -181,7 +181,7 @@ def patch_variable(key: str) -> Any:
     return jsonify(_variable(key))
 
 
-@registry.operation("DELETE", "/variables/<key>", summary="Delete a variable", tag="Variable",
+@routes.operation("DELETE", "/variables/<key>", summary="Delete a variable", tag="Variable",
                     role="op", status=204)
 def delete_variable(key: str) -> Any:
     if not secrets_db.delete_variable(key):
@@ -192,7 +192,7 @@ def delete_variable(key: str) -> Any:
 
 # ---------------------------------------------------------------------------------------- pools
 
-@registry.operation("GET", "/pools", summary="List pools with their slot usage", tag="Pool",
+@routes.operation("GET", "/pools", summary="List pools with their slot usage", tag="Pool",
                     paginated=True, query=(QueryParam("name_pattern", STR, "part of the name"),),
                     response=ref("PoolCollection"))
 def list_pools() -> Any:
@@ -225,7 +225,7 @@ def save_pool(name: str, slots: int | None, description: str | None, *, create: 
     return row
 
 
-@registry.operation("POST", "/pools", summary="Create a pool", tag="Pool", role="op",
+@routes.operation("POST", "/pools", summary="Create a pool", tag="Pool", role="op",
                     body=BODIES["PoolBody"], response=ref("Pool"), status=201)
 def create_pool() -> Any:
     fields = body(BODIES["PoolBody"])
@@ -234,13 +234,13 @@ def create_pool() -> Any:
     return jsonify(data.pool_dict(row, data.pool_usage(db()))), 201
 
 
-@registry.operation("GET", "/pools/<name>", summary="Get a pool", tag="Pool",
+@routes.operation("GET", "/pools/<name>", summary="Get a pool", tag="Pool",
                     response=ref("Pool"))
 def get_pool(name: str) -> Any:
     return jsonify(data.pool_dict(data.get_pool(db(), name), data.pool_usage(db())))
 
 
-@registry.operation("PATCH", "/pools/<name>", summary="Change a pool's slots or description",
+@routes.operation("PATCH", "/pools/<name>", summary="Change a pool's slots or description",
                     tag="Pool", role="op", body=BODIES["PoolPatch"], response=ref("Pool"))
 def patch_pool(name: str) -> Any:
     fields = body(BODIES["PoolPatch"])
@@ -250,7 +250,7 @@ def patch_pool(name: str) -> Any:
     return jsonify(data.pool_dict(row, data.pool_usage(db())))
 
 
-@registry.operation("DELETE", "/pools/<name>", summary="Delete a pool", tag="Pool", role="op",
+@routes.operation("DELETE", "/pools/<name>", summary="Delete a pool", tag="Pool", role="op",
                     status=204)
 def delete_pool(name: str) -> Any:
     delete_pool_named(name, "api")
@@ -267,7 +267,7 @@ def delete_pool_named(name: str, source: str) -> None:
 
 # -------------------------------------------------------------------------- plugins, events, users
 
-@registry.operation("GET", "/plugins", summary="Installed plugins (what `flow plugins list` "
+@routes.operation("GET", "/plugins", summary="Installed plugins (what `flow plugins list` "
                     "shows)", tag="Plugin", paginated=True, response=ref("PluginCollection"))
 def list_plugins() -> Any:
     limit, offset = page()
@@ -278,7 +278,7 @@ def list_plugins() -> Any:
     return jsonify(plugins=items[offset:offset + limit], total_entries=len(items))
 
 
-@registry.operation("GET", "/eventLogs", summary="What people and scripts did, newest first",
+@routes.operation("GET", "/eventLogs", summary="What people and scripts did, newest first",
                     tag="EventLog", paginated=True, query=(
                         QueryParam("actor", STR, "only this user"),
                         QueryParam("action", STR, "only this action, e.g. dag.trigger"),
@@ -294,7 +294,7 @@ def list_event_logs() -> Any:
     return jsonify(event_logs=[serializers.event(r) for r in rows], total_entries=total)
 
 
-@registry.operation("GET", "/users", summary="List users", tag="User", role="admin",
+@routes.operation("GET", "/users", summary="List users", tag="User", role="admin",
                     paginated=True, response=ref("UserCollection"))
 def list_users() -> Any:
     limit, offset = page()
@@ -303,7 +303,7 @@ def list_users() -> Any:
     return jsonify(users=[serializers.user(r) for r in rows], total_entries=total)
 
 
-@registry.operation("POST", "/users", summary="Create a user", tag="User", role="admin",
+@routes.operation("POST", "/users", summary="Create a user", tag="User", role="admin",
                     body=BODIES["UserBody"], response=ref("User"), status=201)
 def create_user() -> Any:
     from flow.web.users import UserError
@@ -320,7 +320,7 @@ def create_user() -> Any:
     return jsonify(serializers.user(row)), 201
 
 
-@registry.operation("DELETE", "/users/<username>", summary="Delete a user and their tokens",
+@routes.operation("DELETE", "/users/<username>", summary="Delete a user and their tokens",
                     tag="User", role="admin", status=204)
 def delete_user(username: str) -> Any:
     from flow.web.users import UserError

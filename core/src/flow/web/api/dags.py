@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from flow.store import models
 from flow.web import data, serializers
-from flow.web.api import registry
+from flow.web.api import routes
 from flow.web.api.common import action_kwargs, body, bool_arg, page, paginate
 from flow.web.api.registry import QueryParam
 from flow.web.api.schemas import BODIES, ref
@@ -18,7 +18,7 @@ from flow.web.db import db
 STR = {"type": "string"}
 
 
-@registry.operation("GET", "/dags", summary="List DAGs", tag="DAG", paginated=True, query=(
+@routes.operation("GET", "/dags", summary="List DAGs", tag="DAG", paginated=True, query=(
     QueryParam("dag_id_pattern", STR, "part of the DAG id"),
     QueryParam("tags", STR, "comma-separated tags; a DAG must have all of them"),
     QueryParam("owner", STR, "part of an owner's name"),
@@ -39,7 +39,7 @@ def list_dags() -> Any:
     return jsonify(dags=[serializers.dag(r) for r in rows], total_entries=total)
 
 
-@registry.operation("GET", "/dags/<dag_id>", summary="Get a DAG with its tasks and params",
+@routes.operation("GET", "/dags/<dag_id>", summary="Get a DAG with its tasks and params",
                     tag="DAG", response=ref("DagDetail"))
 def get_dag(dag_id: str) -> Any:
     row = data.get_dag(db(), dag_id)
@@ -52,7 +52,7 @@ def get_dag(dag_id: str) -> Any:
                     "end_date": serialized.get("end_date"), "doc_md": serialized.get("doc_md")})
 
 
-@registry.operation("PATCH", "/dags/<dag_id>", summary="Pause or unpause a DAG", tag="DAG",
+@routes.operation("PATCH", "/dags/<dag_id>", summary="Pause or unpause a DAG", tag="DAG",
                     role="op", body=BODIES["DagPatch"], response=ref("Dag"))
 def patch_dag(dag_id: str) -> Any:
     from flow.scheduling import actions
@@ -64,7 +64,7 @@ def patch_dag(dag_id: str) -> Any:
     return jsonify(serializers.dag(data.get_dag(db(), dag_id)))
 
 
-@registry.operation("GET", "/dags/<dag_id>/source", summary="The source code of a DAG's file",
+@routes.operation("GET", "/dags/<dag_id>/source", summary="The source code of a DAG's file",
                     tag="DAG", response=ref("DagSource"))
 def get_dag_source(dag_id: str) -> Any:
     row = data.get_dag(db(), dag_id)
@@ -77,7 +77,7 @@ def get_dag_source(dag_id: str) -> Any:
     return jsonify(dag_id=dag_id, fileloc=row.fileloc, source_code=source)
 
 
-@registry.operation("GET", "/importErrors", summary="DAG files that failed to load",
+@routes.operation("GET", "/importErrors", summary="DAG files that failed to load",
                     tag="DAG", paginated=True, response=ref("ImportErrorCollection"))
 def list_import_errors() -> Any:
     limit, offset = page()
@@ -87,7 +87,7 @@ def list_import_errors() -> Any:
                    total_entries=total)
 
 
-@registry.operation("GET", "/health", summary="Metadata database and scheduler health",
+@routes.operation("GET", "/health", summary="Metadata database and scheduler health",
                     tag="Monitoring", public=True, response=ref("Health"))
 def health() -> Any:
     from flow.store.session import session_scope
@@ -96,7 +96,7 @@ def health() -> Any:
     return jsonify(document), status
 
 
-@registry.operation("GET", "/openapi.json", summary="This API's OpenAPI 3.1 document",
+@routes.operation("GET", "/openapi.json", summary="This API's OpenAPI 3.1 document",
                     tag="Monitoring", response={"type": "object"})
 def openapi_document() -> Any:
     return jsonify(openapi())
@@ -109,4 +109,4 @@ def openapi() -> dict[str, Any]:
         flow_version = version("flow-core")
     except PackageNotFoundError:
         flow_version = "0.0.0"
-    return registry.openapi(flow_version)
+    return routes.openapi(flow_version)

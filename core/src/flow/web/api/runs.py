@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from flow.store import models
 from flow.web import data, serializers
-from flow.web.api import registry
+from flow.web.api import routes
 from flow.web.api.common import action_kwargs, body, page, paginate
 from flow.web.api.registry import QueryParam
 from flow.web.api.schemas import BODIES, RUN_STATES, ref
@@ -20,7 +20,7 @@ from flow.web.errors import ApiError
 RUNS = "/dags/<dag_id>/dagRuns"
 
 
-@registry.operation("GET", RUNS, summary="List the runs of a DAG, newest first", tag="DagRun",
+@routes.operation("GET", RUNS, summary="List the runs of a DAG, newest first", tag="DagRun",
                     paginated=True, query=(
                         QueryParam("state", {"enum": RUN_STATES}, "only runs in this state"),
                         QueryParam("run_type", {"enum": ["manual", "scheduled", "backfill"]},
@@ -39,7 +39,7 @@ def list_dag_runs(dag_id: str) -> Any:
     return jsonify(dag_runs=[serializers.dag_run(r) for r in rows], total_entries=total)
 
 
-@registry.operation("POST", RUNS, summary="Trigger a DAG run with conf", tag="DagRun",
+@routes.operation("POST", RUNS, summary="Trigger a DAG run with conf", tag="DagRun",
                     role="op", body=BODIES["TriggerDagRun"], response=ref("DagRun"),
                     status=201)
 def trigger_dag_run(dag_id: str) -> Any:
@@ -68,13 +68,13 @@ def parse_datetime(text: str, field: str) -> datetime:
     return value
 
 
-@registry.operation("GET", RUNS + "/<run_id>", summary="Get a DAG run", tag="DagRun",
+@routes.operation("GET", RUNS + "/<run_id>", summary="Get a DAG run", tag="DagRun",
                     response=ref("DagRun"))
 def get_dag_run(dag_id: str, run_id: str) -> Any:
     return jsonify(serializers.dag_run(data.get_run(db(), dag_id, run_id)))
 
 
-@registry.operation("DELETE", RUNS + "/<run_id>", summary="Delete a DAG run and its task "
+@routes.operation("DELETE", RUNS + "/<run_id>", summary="Delete a DAG run and its task "
                     "instances", tag="DagRun", role="op", status=204)
 def delete_dag_run(dag_id: str, run_id: str) -> Any:
     from flow.scheduling import actions
@@ -84,7 +84,7 @@ def delete_dag_run(dag_id: str, run_id: str) -> Any:
     return "", 204
 
 
-@registry.operation("POST", RUNS + "/<run_id>/clear", summary="Clear a DAG run's task "
+@routes.operation("POST", RUNS + "/<run_id>/clear", summary="Clear a DAG run's task "
                     "instances so they run again", tag="DagRun", role="op",
                     body=BODIES["ClearDagRun"], response=ref("ClearResult"))
 def clear_dag_run(dag_id: str, run_id: str) -> Any:

@@ -27,7 +27,9 @@ def obj(required: bool = True, **properties: Any) -> dict[str, Any]:
 
 
 def collection(key: str, item: str) -> dict[str, Any]:
-    return obj(**{key: {"type": "array", "items": ref(item)}, "total_entries": INT})
+    properties: dict[str, Any] = {key: {"type": "array", "items": ref(item)},
+                                  "total_entries": INT}
+    return {"type": "object", "properties": properties, "required": list(properties)}
 
 
 ERROR_TITLES = {400: "Bad Request", 401: "Authentication required", 403: "Forbidden",

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from flow.store import models
 from flow.web import data, serializers
-from flow.web.api import registry
+from flow.web.api import routes
 from flow.web.api.common import action_kwargs, body, int_arg, page, paginate
 from flow.web.api.registry import QueryParam
 from flow.web.api.schemas import BODIES, TI_STATES, ref
@@ -28,7 +28,7 @@ def _map_index() -> int:
     return value
 
 
-@registry.operation("GET", TIS, summary="List the task instances of a DAG run",
+@routes.operation("GET", TIS, summary="List the task instances of a DAG run",
                     tag="TaskInstance", paginated=True, query=(
                         QueryParam("state", {"enum": [*TI_STATES, "none"]},
                                    "only task instances in this state"),
@@ -52,14 +52,14 @@ def list_task_instances(dag_id: str, run_id: str) -> Any:
                    total_entries=total)
 
 
-@registry.operation("GET", TIS + "/<task_id>", summary="Get a task instance",
+@routes.operation("GET", TIS + "/<task_id>", summary="Get a task instance",
                     tag="TaskInstance", query=(MAP_INDEX,), response=ref("TaskInstance"))
 def get_task_instance(dag_id: str, run_id: str, task_id: str) -> Any:
     ti = data.get_task_instance(db(), dag_id, run_id, task_id, _map_index())
     return jsonify(serializers.task_instance(ti))
 
 
-@registry.operation("PATCH", TIS + "/<task_id>", summary="Mark a task instance success or "
+@routes.operation("PATCH", TIS + "/<task_id>", summary="Mark a task instance success or "
                     "failed", tag="TaskInstance", role="op", body=BODIES["TaskInstanceState"],
                     response=ref("TaskInstance"))
 def set_task_instance_state(dag_id: str, run_id: str, task_id: str) -> Any:
@@ -75,7 +75,7 @@ def set_task_instance_state(dag_id: str, run_id: str, task_id: str) -> Any:
     return jsonify(serializers.task_instance(ti))
 
 
-@registry.operation("POST", "/dags/<dag_id>/dagRuns/<run_id>/clearTaskInstances",
+@routes.operation("POST", "/dags/<dag_id>/dagRuns/<run_id>/clearTaskInstances",
                     summary="Clear task instances (with downstream, upstream, failed only)",
                     tag="TaskInstance", role="op", body=BODIES["ClearTaskInstances"],
                     response=ref("ClearResult"))
@@ -93,7 +93,7 @@ def clear_task_instances(dag_id: str, run_id: str) -> Any:
     return jsonify(task_instances=items, total_entries=len(items))
 
 
-@registry.operation("GET", TIS + "/<task_id>/tries", summary="Every try of a task instance",
+@routes.operation("GET", TIS + "/<task_id>/tries", summary="Every try of a task instance",
                     tag="TaskInstance", query=(MAP_INDEX,), response=ref("TryCollection"))
 def list_tries(dag_id: str, run_id: str, task_id: str) -> Any:
     ti = data.get_task_instance(db(), dag_id, run_id, task_id, _map_index())
@@ -101,7 +101,7 @@ def list_tries(dag_id: str, run_id: str, task_id: str) -> Any:
     return jsonify(tries=tries, total_entries=len(tries))
 
 
-@registry.operation("GET", TIS + "/<task_id>/logs/<int:try_number>",
+@routes.operation("GET", TIS + "/<task_id>/logs/<int:try_number>",
                     summary="A piece of one try's log; pass continuation_token for the rest",
                     tag="TaskInstance", query=(MAP_INDEX, QueryParam(
                         "token", {"type": "string"},
@@ -114,7 +114,7 @@ def get_log(dag_id: str, run_id: str, task_id: str, try_number: int) -> Any:
                    end_of_log=chunk.end_of_log, try_number=try_number)
 
 
-@registry.operation("GET", TIS + "/<task_id>/xcomEntries", summary="XComs a task instance "
+@routes.operation("GET", TIS + "/<task_id>/xcomEntries", summary="XComs a task instance "
                     "pushed", tag="XCom", paginated=True, query=(
                         MAP_INDEX, QueryParam("key", {"type": "string"}, "only this key")),
                     response=ref("XComCollection"))

@@ -63,6 +63,7 @@ def param_fields(params: dict[str, Any]) -> list[dict[str, Any]]:
         if "enum" in schema:
             kind = "enum"
         default = param.get("default") if param.get("has_default", True) else None
+        shown: str | bool
         if kind in {"array", "object"}:
             shown = json.dumps(default) if default is not None else ""
         elif kind == "boolean":
