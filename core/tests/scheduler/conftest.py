@@ -1,0 +1,43 @@
+"""Helpers of the scheduler tests: DAG files written into FLOW_HOME/dags and parsed for real."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from flow.config import Config
+from flow.scheduling.processor import DagProcessor
+from flow.store.session import get_engine
+
+WriteDag = Callable[[str, str], Path]
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    return get_engine(db_url)
+
+
+@pytest.fixture
+def write_dag(flow_home: Path) -> WriteDag:
+    """Write ``source`` as dags/``name`` (dedented); returns the path."""
+
+    def write(name: str, source: str) -> Path:
+        path = flow_home / "dags" / name
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def parse(flow_home: Path, engine: Engine) -> Callable[[], None]:
+    """Parse the DAG folder into the database, as the scheduler's processor does."""
+
+    def run() -> None:
+        DagProcessor(flow_home / "dags", engine=engine, config=Config()).process()
+
+    return run
