@@ -139,3 +139,33 @@ def test_the_api_fuzzed_against_its_own_document_never_fails(
                 raise
             failures.append(f"{operation.method.upper()} {operation.path}: {err}"[:1500])
     assert not failures, "\n\n".join(failures)
+
+
+def test_a_running_tries_log_is_streamed_piece_by_piece(app: Flask, users: dict[str, str],
+                                                        demo_run: Any) -> None:
+    from sqlalchemy import update
+
+    from flow.config import load_config
+    from flow.execution.logs import log_path
+    from flow.store.models import TaskInstance
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        session.execute(update(TaskInstance).where(TaskInstance.task_id == "extract")
+                        .values(state="running", try_number=2))
+    path = log_path(load_config().get("logging", "base_log_folder"), DAG_ID,
+                    demo_run.run_id, "extract", -1, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("first line\n")
+    url = f"/api/v1/dags/{DAG_ID}/dagRuns/{demo_run.run_id}/taskInstances/extract/logs/2"
+    first = _get(app, users["viewer"], url)
+    assert first["content"] == "first line\n" and not first["end_of_log"]
+    with path.open("a") as handle:
+        handle.write("second line\n")
+    second = _get(app, users["viewer"], f"{url}?token={first['continuation_token']}")
+    assert second["content"] == "second line\n" and not second["end_of_log"]
+    with session_scope() as session:
+        session.execute(update(TaskInstance).where(TaskInstance.task_id == "extract")
+                        .values(state="success"))
+    last = _get(app, users["viewer"], f"{url}?token={second['continuation_token']}")
+    assert last["content"] == "" and last["end_of_log"]

@@ -243,3 +243,46 @@ def _dump_database(url: str) -> str:
                                           text(f"SELECT * FROM `{table.name}`")):
                 chunks.append(json.dumps([str(v) for v in row]))
     return "\n".join(chunks)
+
+
+class ActionRecorder:
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def flow_user_action(self, actor: str, action: str, target: str,
+                         details: dict[str, Any]) -> None:
+        self.actions.append((actor, action, target, details))
+
+
+def test_user_actions_reach_the_hook_and_the_event_log_with_their_source(db_url: str) -> None:
+    from flow.plugins import PluginManager
+    from flow.store.session import session_scope
+    from flow.web.app import create_app
+    from flow.web.users import create_token, create_user
+
+    recorder = ActionRecorder()
+    plugins = PluginManager().load()
+    plugins.register(recorder, "recorder")
+    app = create_app(plugins=plugins)
+    with session_scope() as session:
+        create_user(session, "root", PASSWORD, "admin")
+        token = create_token(session, "root")
+    client = app.test_client()
+    login(client, "root", "nope")
+    login(client, "root")
+    csrf = csrf_from(client.get("/variables/new").get_data(as_text=True))
+    client.post("/variables/new", data={"key": "region", "val": "eu", "csrf_token": csrf})
+    api = {"Authorization": f"Bearer {token}"}
+    client.post("/api/v1/connections", headers=api,
+                json={"conn_id": "db", "conn_type": "postgres", "password": CANARY})
+    client.delete("/api/v1/connections/db", headers=api)
+    seen = [(a, action, target, d["source"]) for a, action, target, d in recorder.actions]
+    assert seen == [("root", "user.login_failed", "root", "ui"),
+                    ("root", "user.login", "root", "ui"),
+                    ("root", "variable.create", "region", "ui"),
+                    ("root", "connection.create", "db", "api"),
+                    ("root", "connection.delete", "db", "api")]
+    assert CANARY not in repr(recorder.actions)
+    events = client.get("/api/v1/eventLogs?actor=root", headers=api).json
+    assert events["total_entries"] == 5
+    assert events["event_logs"][0]["action"] == "connection.delete"
