@@ -85,7 +85,10 @@ def actor() -> str:
 
 def action_kwargs(source: str = "api") -> dict[str, Any]:
     """The keyword arguments every flow.scheduling.actions function takes."""
-    return {"actor": actor(), "source": source, "remote_addr": remote_addr()}
+    from flask import current_app
+
+    return {"actor": actor(), "source": source, "remote_addr": remote_addr(),
+            "plugins": current_app.extensions["flow.plugins"]}
 
 
 def not_found(what: str) -> ApiError:

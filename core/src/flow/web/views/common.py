@@ -13,7 +13,10 @@ from flow.web.security import current_user, remote_addr, safe_next
 def ui_action_kwargs() -> dict[str, Any]:
     user = current_user()
     assert user is not None
-    return {"actor": user.username, "source": "ui", "remote_addr": remote_addr()}
+    from flask import current_app
+
+    return {"actor": user.username, "source": "ui", "remote_addr": remote_addr(),
+            "plugins": current_app.extensions["flow.plugins"]}
 
 
 def back(default: str) -> Response:
