@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flow.exceptions import FlowException, TaskFailedNoRetry, TaskSkipped, TaskTimeout
@@ -53,7 +53,7 @@ from flow.execution.context import build_context
 from flow.execution.logs import base_log_folder, capture_task_output, log_path
 from flow.execution.runtime import DagRunSnapshot, RuntimeTaskInstance, TaskInstanceSnapshot
 from flow.states import TaskInstanceState as TIS
-from flow.store.models import DagRun, TaskInstance, TaskInstanceTry
+from flow.store.models import DagRun, TaskInstance, TaskInstanceTry, XComModel
 from flow.utils.timezone import utcnow
 
 log = logging.getLogger("flow.task")
@@ -120,21 +120,17 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
 
     engine = engine or get_engine()
     plugins = plugins or current()
-    with _session(engine) as session:
-        row = session.scalar(select(TaskInstance).where(
-            TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == run_id,
-            TaskInstance.task_id == task_id, TaskInstance.map_index == map_index))
-        run_row = session.scalar(select(DagRun).where(DagRun.dag_id == dag.dag_id,
-                                                      DagRun.run_id == run_id))
     result = TaskRunResult(dag.dag_id, run_id, task_id, map_index, try_number or 0, None, False)
-    if row is None or run_row is None:
-        result.message = (f"no task instance {dag.dag_id}.{task_id}[{map_index}] in run "
-                          f"{run_id!r}: it must be created (and queued) first")
-        return result
-    try_number = try_number if try_number is not None else row.try_number
-    result.try_number, result.state = try_number, row.state
+    backend = _xcom_backend(plugins)
     _stop_request.install(dag, task_id, supervision)
-    refusal = _start(engine, row.id, try_number, expected_state)
+    started_row, refusal = _start(engine, dag.dag_id, run_id, task_id, map_index, try_number,
+                                  expected_state, clear_xcoms=_clears_in_database(backend))
+    if started_row is None:
+        result.message = refusal
+        return result
+    row, run = started_row
+    try_number = result.try_number = row.try_number
+    result.state = row.state
     if refusal:
         result.message = refusal
         return result
@@ -153,8 +149,8 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
     with capture_task_output(path, echo), _heartbeat(engine, row.id, try_number, interval,
                                                      ending):
         try:
-            _run_and_finish(dag, row, DagRunSnapshot.from_row(run_row), try_number, engine,
-                            plugins, result, started, supervision, ending)
+            _run_and_finish(dag, row, run, try_number, engine, plugins, backend, result,
+                            started, supervision, ending)
         except Exception as err:
             # flow's own failure (the DAG lost the task, the XCom backend is misconfigured):
             # never leave the try running.
@@ -169,14 +165,13 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
     return result
 
 
-def _run_and_finish(dag: Any, row: TaskInstance, run: DagRunSnapshot, try_number: int,
-                    engine: Engine, plugins: Any, result: TaskRunResult, started: float,
-                    supervision: Supervision | None, ending: threading.Event) -> None:
-    from flow.execution.xcom import get_xcom_backend
+def _run_and_finish(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int,
+                    engine: Engine, plugins: Any, backend: Any, result: TaskRunResult,
+                    started: float, supervision: Supervision | None,
+                    ending: threading.Event) -> None:
     from flow.secrets.connection import accessor_context
 
     task = dag.get_task(row.task_id)
-    backend = get_xcom_backend(plugins)
     ti = RuntimeTaskInstance(ti_id=row.id, dag=dag, task=task, run_id=row.run_id,
                              map_index=row.map_index, try_number=try_number,
                              max_tries=row.max_tries, engine=engine, xcom_backend=backend)
@@ -187,8 +182,9 @@ def _run_and_finish(dag: Any, row: TaskInstance, run: DagRunSnapshot, try_number
     with accessor_context(accessor):
         log.info("running %r, try %d of %d", ti, try_number, row.max_tries + 1)
         try:
-            with _session(engine) as session:
-                backend.clear(ti_id=row.id, session=session)
+            if not _clears_in_database(backend):  # else the start cleared them
+                with _session(engine) as session:
+                    backend.clear(ti_id=row.id, session=session)
             params = dag.params.resolve(run.conf) if getattr(dag, "params", None) else {}
             context = build_context(dag=dag, task=task, ti=ti, run=run, params=params)
             concrete = _concrete_task(task, row.map_index, context)
@@ -320,11 +316,9 @@ def _heartbeat(engine: Engine, ti_id: int, try_number: int, interval: float | No
         while not stop.wait(interval):
             try:
                 with engine.begin() as connection:
-                    changed = connection.execute(
-                        update(TaskInstance)
-                        .where(TaskInstance.id == ti_id, TaskInstance.state == TIS.RUNNING,
-                               TaskInstance.try_number == try_number)
-                        .values(last_heartbeat_at=utcnow())).rowcount
+                    changed = connection.execute(_HEARTBEAT, {
+                        "w_id": ti_id, "w_state": TIS.RUNNING, "w_try_number": try_number,
+                        "last_heartbeat_at": utcnow()}).rowcount
             except Exception as err:  # a database hiccup: the next beat may succeed
                 log.warning("heartbeat failed: %s", err)
                 continue
@@ -411,36 +405,95 @@ def _session(engine: Engine) -> Iterator[Any]:
         yield session
 
 
-def _start(engine: Engine, ti_id: int, try_number: int, expected_state: str) -> str | None:
-    """Move ``expected_state -> running`` and record the try; a refusal message if not."""
+@dataclass(frozen=True)
+class _TaskRow:
+    """The task instance row as the start transaction read it."""
+
+    id: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    max_tries: int
+
+
+# The statements of a try, built once per process: building a statement costs more than
+# running it on SQLite, and SQLAlchemy caches each one's compiled form per engine, so a warm
+# worker's forked children never compile. Values are bound at execution.
+_TI, _RUN, _TRY = TaskInstance.__table__, DagRun.__table__, TaskInstanceTry.__table__
+_LOAD = (
+    select(_TI.c.id, _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.state,
+           _TI.c.try_number, _TI.c.max_tries, _RUN.c.logical_date, _RUN.c.data_interval_start,
+           _RUN.c.data_interval_end, _RUN.c.run_type, _RUN.c.state.label("run_state"),
+           _RUN.c.conf, _RUN.c.start_date.label("run_start_date"))
+    .join_from(_TI, _RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id))
+    .where(_TI.c.dag_id == bindparam("w_dag_id"), _TI.c.run_id == bindparam("w_run_id"),
+           _TI.c.task_id == bindparam("w_task_id"), _TI.c.map_index == bindparam("w_map_index")))
+_GUARDED_TI = update(_TI).where(_TI.c.id == bindparam("w_id"),
+                                _TI.c.state == bindparam("w_state"),
+                                _TI.c.try_number == bindparam("w_try_number"))
+_INSERT_TRY = insert(_TRY)
+_UPDATE_TRY = update(_TRY).where(_TRY.c.task_instance_id == bindparam("w_id"),
+                                 _TRY.c.try_number == bindparam("w_try_number"))
+_HEARTBEAT = _GUARDED_TI  # with only last_heartbeat_at set
+_CLEAR_XCOMS = delete(XComModel.__table__).where(
+    XComModel.__table__.c.task_instance_id == bindparam("w_id"))
+
+
+def _start(engine: Engine, dag_id: str, run_id: str, task_id: str, map_index: int,
+           try_number: int | None, expected_state: str, *, clear_xcoms: bool,
+           ) -> tuple[tuple[_TaskRow, DagRunSnapshot] | None, str]:
+    """Read the task instance and its run, move ``expected_state -> running``, record the try
+    and clear the instance's XComs, in one transaction. Returns the rows read (None: no such
+    task instance) and a refusal message ("" when the try started)."""
     now = utcnow()
-    hostname, pid = socket.gethostname(), os.getpid()
-    try:
-        with _session(engine) as session:
-            changed = session.execute(
-                update(TaskInstance)
-                .where(TaskInstance.id == ti_id, TaskInstance.state == expected_state,
-                       TaskInstance.try_number == try_number)
-                .values(state=TIS.RUNNING, start_date=now, end_date=None, duration=None,
-                        hostname=hostname, pid=pid, next_retry_at=None,
-                        last_heartbeat_at=now, updated_at=now)
-                .execution_options(synchronize_session=False)).rowcount
+    hostname, pid = _host(), os.getpid()
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            found = connection.execute(_LOAD, {"w_dag_id": dag_id, "w_run_id": run_id,
+                                               "w_task_id": task_id,
+                                               "w_map_index": map_index}).one_or_none()
+            if found is None:
+                transaction.rollback()
+                return None, (f"no task instance {dag_id}.{task_id}[{map_index}] in run "
+                              f"{run_id!r}: it must be created (and queued) first")
+            row = _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
+                           found.state, found.try_number, found.max_tries)
+            run = DagRunSnapshot(found.dag_id, found.run_id, found.logical_date,
+                                 found.data_interval_start, found.data_interval_end,
+                                 found.run_type, found.run_state, dict(found.conf or {}),
+                                 found.run_start_date)
+            number = try_number if try_number is not None else row.try_number
+            changed = connection.execute(_GUARDED_TI, {
+                "w_id": row.id, "w_state": expected_state, "w_try_number": number,
+                "state": TIS.RUNNING, "start_date": now, "end_date": None, "duration": None,
+                "hostname": hostname, "pid": pid, "next_retry_at": None,
+                "last_heartbeat_at": now, "updated_at": now}).rowcount
             if not changed:
-                current = session.execute(select(TaskInstance.state, TaskInstance.try_number)
-                                          .where(TaskInstance.id == ti_id)).one()
-                session.rollback()
-                return (f"refused to start try {try_number}: the task instance is "
-                        f"{current.state or 'none'} at try {current.try_number}, not "
-                        f"{expected_state} at try {try_number} (a late or duplicate start)")
-            session.add(TaskInstanceTry(task_instance_id=ti_id, try_number=try_number,
-                                        state=TIS.RUNNING, hostname=hostname, pid=pid,
-                                        start_date=now))
-    except IntegrityError:
-        return f"refused to start try {try_number}: that try was already started"
-    return None
+                transaction.rollback()
+                return (row, run), (
+                    f"refused to start try {number}: the task instance is "
+                    f"{row.state or 'none'} at try {row.try_number}, not {expected_state} at "
+                    f"try {number} (a late or duplicate start)")
+            connection.execute(_INSERT_TRY, {
+                "task_instance_id": row.id, "try_number": number, "state": TIS.RUNNING,
+                "hostname": hostname, "pid": pid, "start_date": now})
+            if clear_xcoms:
+                connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
+            transaction.commit()
+        except IntegrityError:
+            transaction.rollback()
+            return (row, run), f"refused to start try {number}: that try was already started"
+        except BaseException:
+            transaction.rollback()
+            raise
+    return (row, run), ""
 
 
-def _finish(engine: Engine, row: TaskInstance, try_number: int, outcome: _Outcome,
+def _finish(engine: Engine, row: _TaskRow, try_number: int, outcome: _Outcome,
             rendered: dict[str, Any] | None, result: TaskRunResult, task: Any) -> None:
     now = utcnow()
     error = None
@@ -456,18 +509,12 @@ def _finish(engine: Engine, row: TaskInstance, try_number: int, outcome: _Outcom
                  values["next_retry_at"].isoformat())
     else:
         log.info("marking task as %s", outcome.state.upper())
-    with _session(engine) as session:
-        changed = session.execute(
-            update(TaskInstance)
-            .where(TaskInstance.id == row.id, TaskInstance.state == TIS.RUNNING,
-                   TaskInstance.try_number == try_number)
-            .values(**values).execution_options(synchronize_session=False)).rowcount
-        session.execute(
-            update(TaskInstanceTry)
-            .where(TaskInstanceTry.task_instance_id == row.id,
-                   TaskInstanceTry.try_number == try_number)
-            .values(state=outcome.state, end_date=now, duration=result.duration, error=error)
-            .execution_options(synchronize_session=False))
+    guard = {"w_id": row.id, "w_try_number": try_number}
+    with engine.begin() as connection:
+        changed = connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
+                                                   **values}).rowcount
+        connection.execute(_UPDATE_TRY, {**guard, "state": outcome.state, "end_date": now,
+                                         "duration": result.duration, "error": error})
     if changed:
         result.state = outcome.state
     else:
@@ -477,6 +524,37 @@ def _finish(engine: Engine, row: TaskInstance, try_number: int, outcome: _Outcom
         result.state = TIS.RUNNING
         result.message = "state changed by someone else while running"
     result.error = error
+
+
+_hostname: list[str] = []
+
+
+def _host() -> str:
+    """This machine's name, looked up once per process (forked children inherit it)."""
+    if not _hostname:
+        _hostname.append(socket.gethostname())
+    return _hostname[0]
+
+
+_backends: dict[int, tuple[Any, Any]] = {}
+
+
+def _xcom_backend(plugins: Any) -> Any:
+    """The configured XCom backend, built once per plugin manager (and inherited by forks)."""
+    from flow.execution.xcom import get_xcom_backend
+
+    cached = _backends.get(id(plugins))
+    if cached is None or cached[0] is not plugins:
+        cached = _backends[id(plugins)] = (plugins, get_xcom_backend(plugins))
+    return cached[1]
+
+
+def _clears_in_database(backend: Any) -> bool:
+    """Whether clearing ``backend``'s XComs is the builtin DELETE, which the start transaction
+    runs itself (another backend's ``clear`` runs on its own, after the start)."""
+    from flow.execution.xcom import DatabaseXComBackend
+
+    return type(backend).clear is DatabaseXComBackend.clear
 
 
 def _redact(text: str) -> str:
@@ -497,39 +575,35 @@ def warm_up(engine: Engine, plugins: Any) -> None:
     import flow.authoring.macros
     import flow.authoring.templating
     import flow.scheduling.serialization
-    from flow.execution.xcom import get_xcom_backend
     from flow.secrets.masking import masker
 
     flow.authoring.templating.make_environment(None).from_string("{{ ds }}")
     masker()
-    backend = get_xcom_backend(plugins)
-    nothing = -1
-    with _session(engine) as session:
-        session.scalar(select(TaskInstance).where(
-            TaskInstance.dag_id == "", TaskInstance.run_id == "", TaskInstance.task_id == "",
-            TaskInstance.map_index == nothing))
-        session.scalar(select(DagRun).where(DagRun.dag_id == "", DagRun.run_id == ""))
-        now = utcnow()
-        session.execute(
-            update(TaskInstance)
-            .where(TaskInstance.id == nothing, TaskInstance.state == TIS.QUEUED,
-                   TaskInstance.try_number == nothing)
-            .values(state=TIS.RUNNING, start_date=now, end_date=None, duration=None,
-                    hostname="", pid=nothing, next_retry_at=None, last_heartbeat_at=now,
-                    updated_at=now)
-            .execution_options(synchronize_session=False))
-        session.execute(
-            update(TaskInstance)
-            .where(TaskInstance.id == nothing, TaskInstance.state == TIS.RUNNING,
-                   TaskInstance.try_number == nothing)
-            .values(state=TIS.SUCCESS, end_date=now, duration=0.0, updated_at=now,
-                    rendered_fields={})
-            .execution_options(synchronize_session=False))
-        session.execute(
-            update(TaskInstanceTry)
-            .where(TaskInstanceTry.task_instance_id == nothing,
-                   TaskInstanceTry.try_number == nothing)
-            .values(state=TIS.SUCCESS, end_date=now, duration=0.0, error=None)
-            .execution_options(synchronize_session=False))
-        backend.clear(ti_id=nothing, session=session)
-        session.rollback()
+    _xcom_backend(plugins)
+    nothing, now = -1, utcnow()
+    guard = {"w_id": nothing, "w_try_number": nothing}
+    with engine.connect() as connection, connection.begin() as transaction:
+        connection.execute(_LOAD, {"w_dag_id": "", "w_run_id": "", "w_task_id": "",
+                                   "w_map_index": nothing}).one_or_none()
+        connection.execute(_GUARDED_TI, {
+            **guard, "w_state": TIS.QUEUED, "state": TIS.RUNNING, "start_date": now,
+            "end_date": None, "duration": None, "hostname": "", "pid": nothing,
+            "next_retry_at": None, "last_heartbeat_at": now, "updated_at": now})
+        connection.execute(_CLEAR_XCOMS, {"w_id": nothing})
+        for rendered in ({"rendered_fields": {}}, {}):  # with and without rendered fields
+            connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
+                                             "state": TIS.SUCCESS, "end_date": now,
+                                             "duration": 0.0, "updated_at": now, **rendered})
+        connection.execute(_UPDATE_TRY, {**guard, "state": TIS.SUCCESS, "end_date": now,
+                                         "duration": 0.0, "error": None})
+        connection.execute(_HEARTBEAT, {**guard, "w_state": TIS.RUNNING,
+                                        "last_heartbeat_at": now})
+        transaction.rollback()
+    # Compiled and cached before the database refuses it (no task instance -1): last, because
+    # on PostgreSQL an error ends the transaction.
+    with contextlib.suppress(IntegrityError), engine.connect() as connection, \
+            connection.begin() as transaction:
+        connection.execute(_INSERT_TRY, {"task_instance_id": nothing, "try_number": nothing,
+                                         "state": TIS.RUNNING, "hostname": "",
+                                         "pid": nothing, "start_date": now})
+        transaction.rollback()
