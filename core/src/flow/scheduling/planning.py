@@ -1,0 +1,261 @@
+"""Deciding what each task instance of a running DAG run does next, from the serialized DAG.
+
+:func:`evaluate_run` looks at one run's task instances and, until nothing changes: skips what a
+branch did not follow (the ``__flow_followed__`` XCom, :func:`flow.scheduling.deps.branch_skips`),
+applies trigger rules (:func:`flow.scheduling.deps.evaluate_trigger_rule`: ``skipped`` and
+``upstream_failed`` propagate down the run at once), holds ``depends_on_past`` tasks until their
+previous run's instance succeeded, expands mapped tasks from their upstream XCom, and moves
+ready ones ``none -> scheduled`` (queueing is :mod:`flow.scheduling.queueing`'s job). When every
+task instance is finished it ends the run: failed if a leaf failed, else success. Each change is
+a guarded update; a change someone else made first is simply re-read next time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from flow.scheduling.deps import (
+    FOLLOWED_XCOM_KEY,
+    Decision,
+    UpstreamStates,
+    branch_skips,
+    evaluate_trigger_rule,
+)
+from flow.scheduling.serialization import SerializedDag, SerializedTask
+from flow.states import FAILED_TI_STATES, FINISHED_TI_STATES, DagRunState
+from flow.states import TaskInstanceState as TIS
+from flow.store.models import DagRun, TaskInstance
+from flow.utils.timezone import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOutcome:
+    """What one evaluation did: state changes to announce and a final state, if reached."""
+
+    ti_changes: list[tuple[TaskInstance, str | None, str]] = field(default_factory=list)
+    final_state: str | None = None
+    reason: str = ""
+    cancel: list[TaskInstance] = field(default_factory=list)
+    scheduled: int = 0
+
+
+class RunEvaluator:
+    def __init__(self, session: Session, run: DagRun, dag: SerializedDag, xcom_backend: Any,
+                 now: datetime | None = None) -> None:
+        self.session, self.run, self.dag = session, run, dag
+        self.xcom = xcom_backend
+        self.now = now or utcnow()
+        self.outcome = RunOutcome()
+        self.tis = list(session.scalars(select(TaskInstance).where(
+            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)))
+        self._followed: dict[str, Any] | None = None
+
+    def evaluate(self) -> RunOutcome:
+        if self._timed_out():
+            return self.outcome
+        while self._pass():
+            pass
+        self._finish_if_done()
+        return self.outcome
+
+    # --------------------------------------------------------------------------- one pass
+
+    def _pass(self) -> bool:
+        changed = False
+        by_task: dict[str, list[TaskInstance]] = {}
+        for ti in self.tis:
+            by_task.setdefault(ti.task_id, []).append(ti)
+        for ti in list(self.tis):
+            if ti.state is not None:
+                continue
+            task = self.dag.task_dict.get(ti.task_id)
+            if task is None:
+                changed |= self._set(ti, TIS.REMOVED, "the task is no longer in the DAG")
+                continue
+            states = [up.state for task_id in task.upstream_task_ids
+                      for up in by_task.get(task_id, [])]
+            evaluation = evaluate_trigger_rule(task.trigger_rule, UpstreamStates.count(states))
+            if evaluation.decision == Decision.WAIT:
+                continue
+            if evaluation.decision == Decision.SKIP:
+                changed |= self._set(ti, TIS.SKIPPED, evaluation.reason)
+            elif evaluation.decision == Decision.UPSTREAM_FAILED:
+                changed |= self._set(ti, TIS.UPSTREAM_FAILED, evaluation.reason)
+            elif self._branch_skipped(task):
+                changed |= self._set(ti, TIS.SKIPPED, "a branch upstream did not follow it")
+            elif task.data.get("depends_on_past") and not self._past_allows(task):
+                continue
+            elif task.is_mapped and ti.map_index == -1:
+                changed |= self._expand(task, ti, by_task)
+            else:
+                changed |= self._set(ti, TIS.SCHEDULED, "dependencies met")
+        return changed
+
+    def _set(self, ti: TaskInstance, state: str, reason: str) -> bool:
+        previous = ti.state
+        condition = TaskInstance.state.is_(None) if previous is None else \
+            TaskInstance.state == previous
+        values: dict[str, Any] = {"state": state, "updated_at": self.now}
+        if state in FINISHED_TI_STATES:
+            values["end_date"] = self.now
+        changed = self.session.execute(
+            update(TaskInstance).where(TaskInstance.id == ti.id, condition).values(**values)
+            .execution_options(synchronize_session=False)).rowcount
+        if not changed:
+            return False
+        ti.state = state
+        if state == TIS.SCHEDULED:
+            self.outcome.scheduled += 1
+        log.debug("%s %s[%d] -> %s: %s", ti.run_id, ti.task_id, ti.map_index, state, reason)
+        self.outcome.ti_changes.append((ti, previous, state))
+        return True
+
+    # ---------------------------------------------------------------------------- branching
+
+    def _branch_skipped(self, task: SerializedTask) -> bool:
+        decisions = self._decisions()
+        for upstream_id in task.upstream_task_ids:
+            decision = decisions.get(upstream_id)
+            if not isinstance(decision, dict):
+                continue
+            upstream = self.dag.task_dict[upstream_id]
+            skipped = branch_skips(decision.get("followed", []),
+                                   bool(decision.get("skip_all_downstream")),
+                                   upstream.downstream_task_ids,
+                                   {t.task_id: t.downstream_task_ids for t in self.dag.tasks})
+            if task.task_id in skipped:
+                return True
+        # A short circuit that skips everything downstream reaches beyond direct children.
+        for branch_id, decision in decisions.items():
+            if isinstance(decision, dict) and decision.get("skip_all_downstream") and \
+                    branch_id not in task.upstream_task_ids:
+                reach = branch_skips(decision.get("followed", []), True,
+                                     self.dag.task_dict[branch_id].downstream_task_ids,
+                                     {t.task_id: t.downstream_task_ids for t in self.dag.tasks})
+                if task.task_id in reach:
+                    return True
+        return False
+
+    def _decisions(self) -> dict[str, Any]:
+        """task_id -> the branch decision it recorded (read once per evaluation)."""
+        if self._followed is None:
+            succeeded = sorted({ti.task_id for ti in self.tis if ti.state == TIS.SUCCESS
+                                and self.dag.task_dict.get(ti.task_id) is not None
+                                and self.dag.task_dict[ti.task_id].downstream_task_ids})
+            records = self.xcom.get_many(dag_id=self.run.dag_id, run_id=self.run.run_id,
+                                         task_ids=succeeded, key=FOLLOWED_XCOM_KEY,
+                                         session=self.session) if succeeded else []
+            self._followed = {record.task_id: record.value for record in records}
+        return self._followed
+
+    # ------------------------------------------------------------------- depends_on_past
+
+    def _past_allows(self, task: SerializedTask) -> bool:
+        if self.run.logical_date is None:
+            return True
+        previous_run = self.session.scalar(
+            select(DagRun.run_id).where(DagRun.dag_id == self.run.dag_id,
+                                        DagRun.logical_date < self.run.logical_date)
+            .order_by(DagRun.logical_date.desc()).limit(1))
+        if previous_run is None:
+            return True
+        states = self.session.scalars(select(TaskInstance.state).where(
+            TaskInstance.dag_id == self.run.dag_id, TaskInstance.run_id == previous_run,
+            TaskInstance.task_id == task.task_id)).all()
+        return all(state in (TIS.SUCCESS, TIS.SKIPPED) for state in states)
+
+    # ------------------------------------------------------------------------------ mapping
+
+    def _expand(self, task: SerializedTask, ti: TaskInstance,
+                by_task: dict[str, list[TaskInstance]]) -> bool:
+        try:
+            length = self._map_length(task, by_task)
+        except (TypeError, ValueError) as err:
+            log.warning("%s: cannot expand mapped task %s: %s", self.run.run_id, task.task_id,
+                        err)
+            return self._set(ti, TIS.FAILED, f"cannot expand: {err}")
+        if length == 0:
+            return self._set(ti, TIS.SKIPPED, "expanded to zero task instances")
+        changed = self.session.execute(
+            update(TaskInstance).where(TaskInstance.id == ti.id, TaskInstance.state.is_(None),
+                                       TaskInstance.map_index == -1)
+            .values(map_index=0, state=TIS.SCHEDULED, updated_at=self.now)
+            .execution_options(synchronize_session=False)).rowcount
+        if not changed:
+            return False
+        ti.map_index, ti.state = 0, TIS.SCHEDULED
+        self.outcome.ti_changes.append((ti, None, TIS.SCHEDULED))
+        for index in range(1, length):
+            row = TaskInstance(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+                               map_index=index, try_number=0, max_tries=ti.max_tries,
+                               state=TIS.SCHEDULED, operator=ti.operator, pool=ti.pool,
+                               pool_slots=ti.pool_slots, queue=ti.queue,
+                               priority_weight=ti.priority_weight, executor=ti.executor)
+            self.session.add(row)
+            self.tis.append(row)
+        self.session.flush()
+        self.outcome.scheduled += length
+        log.info("%s: expanded %s to %d task instances", self.run.run_id, task.task_id, length)
+        return True
+
+    def _map_length(self, task: SerializedTask, by_task: dict[str, list[TaskInstance]]) -> int:
+        length = 1
+        for name, spec in (task.data.get("expand_input") or {}).items():
+            if "xcom" in spec:
+                source = spec["xcom"]["task_id"]
+                mapped_upstream = [t for t in by_task.get(source, []) if t.map_index >= 0]
+                if mapped_upstream:
+                    size = len(mapped_upstream)
+                else:
+                    value = self.xcom.get_one(dag_id=self.run.dag_id, run_id=self.run.run_id,
+                                              task_id=source, key=spec["xcom"]["key"],
+                                              session=self.session)
+                    if not isinstance(value, list | tuple | dict):
+                        raise TypeError(f"{name!r} maps over the XCom of {source!r}, which is "
+                                        f"{type(value).__name__}, not a list or dict")
+                    size = len(value)
+            else:
+                if spec.get("length") is None:
+                    raise TypeError(f"{name!r} is not a sized collection")
+                size = int(spec["length"])
+            length *= size
+        return length
+
+    # ------------------------------------------------------------------------ run's end
+
+    def _timed_out(self) -> bool:
+        timeout = self.dag.data.get("dagrun_timeout")
+        started = self.run.start_date
+        if not timeout or started is None or self.now - started < timedelta(seconds=timeout):
+            return False
+        for ti in self.tis:
+            if ti.state in FINISHED_TI_STATES:
+                continue
+            if ti.state == TIS.RUNNING:
+                self.outcome.cancel.append(ti)
+            else:
+                self._set(ti, TIS.SKIPPED, "the DAG run timed out")
+        self.outcome.final_state = DagRunState.FAILED
+        self.outcome.reason = f"the run exceeded its dagrun_timeout of {timeout:g} s"
+        return True
+
+    def _finish_if_done(self) -> None:
+        if any(ti.state not in FINISHED_TI_STATES for ti in self.tis):
+            return
+        leaves = {task.task_id for task in self.dag.leaves()}
+        failed = [ti for ti in self.tis if ti.task_id in leaves and ti.state in FAILED_TI_STATES]
+        if failed:
+            self.outcome.final_state = DagRunState.FAILED
+            self.outcome.reason = "task(s) failed: " + ", ".join(
+                sorted({ti.task_id for ti in failed}))
+        else:
+            self.outcome.final_state = DagRunState.SUCCESS
+            self.outcome.reason = "every task finished"

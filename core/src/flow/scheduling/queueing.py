@@ -1,0 +1,119 @@
+"""Queueing ready task instances: the scheduler's critical section.
+
+Ready means ``scheduled``, or ``up_for_retry`` whose ``next_retry_at`` passed, in a running run
+of an unpaused DAG. Candidates are taken by priority weight (highest first), then the oldest
+run, and queued while the pool has open slots, the DAG is under ``max_active_tasks`` and the
+executor under ``[core] parallelism``. Each is one guarded update
+(``state = :expected AND try_number = :n`` -> ``queued``, try number + 1), so two schedulers can
+never queue the same try.
+
+With several schedulers (PostgreSQL, MySQL) the pool rows are locked (``FOR UPDATE``, in name
+order) for the whole section, so slot accounting is exact across schedulers, and candidate rows
+are read with ``FOR UPDATE SKIP LOCKED`` so a scheduler never waits on rows another is handling.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from flow.scheduling.pools import OCCUPYING_STATES, occupied_slots
+from flow.states import DagRunState
+from flow.states import TaskInstanceState as TIS
+from flow.store.models import DagModel, DagRun, Pool, TaskInstance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueuedTry:
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    fileloc: str
+    dag_hash: str | None
+    queue: str
+    pool: str
+
+
+def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
+                now: datetime, warned_pools: set[str] | None = None) -> list[QueuedTry]:
+    """Queue what may run now; returns the tries to hand to the executor once committed."""
+    if executor_slots <= 0:
+        return []
+    locking = session.get_bind().dialect.name != "sqlite"
+    pool_query = select(Pool.name, Pool.slots).order_by(Pool.name)
+    if locking:
+        pool_query = pool_query.with_for_update()
+    open_slots = {name: slots for name, slots in session.execute(pool_query)}
+    for name, used in occupied_slots(session).items():
+        if name in open_slots:
+            open_slots[name] -= used
+    candidates = _candidates(session, now, limit=max(executor_slots * 4, 64), locking=locking)
+    if not candidates:
+        return []
+    active = _active_per_dag(session, {c[0].dag_id for c in candidates})
+    queued: list[QueuedTry] = []
+    for ti, fileloc, dag_hash, max_active_tasks in candidates:
+        if len(queued) >= executor_slots:
+            break
+        if ti.pool not in open_slots:
+            if warned_pools is not None and ti.pool not in warned_pools:
+                warned_pools.add(ti.pool)
+                log.warning("task %s.%s uses pool %r, which does not exist; it waits until "
+                            "`flow pools set %s SLOTS` creates it", ti.dag_id, ti.task_id,
+                            ti.pool, ti.pool)
+            continue
+        if open_slots[ti.pool] < ti.pool_slots:
+            continue
+        if max_active_tasks is not None and active.get(ti.dag_id, 0) >= max_active_tasks:
+            continue
+        changed = session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.id == ti.id, TaskInstance.state == ti.state,
+                   TaskInstance.try_number == ti.try_number)
+            .values(state=TIS.QUEUED, try_number=ti.try_number + 1, queued_at=now,
+                    queued_by_job_id=job_id, next_retry_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if not changed:
+            continue
+        open_slots[ti.pool] -= ti.pool_slots
+        active[ti.dag_id] = active.get(ti.dag_id, 0) + 1
+        queued.append(QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,
+                                ti.try_number + 1, fileloc, dag_hash, ti.queue, ti.pool))
+    return queued
+
+
+def _candidates(session: Session, now: datetime, *, limit: int,
+                locking: bool) -> list[Any]:
+    ready = or_(TaskInstance.state == TIS.SCHEDULED,
+                and_(TaskInstance.state == TIS.UP_FOR_RETRY,
+                     or_(TaskInstance.next_retry_at.is_(None), TaskInstance.next_retry_at <= now)))
+    query = (select(TaskInstance, DagModel.fileloc, DagModel.dag_hash, DagModel.max_active_tasks)
+             .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id,
+                                DagRun.run_id == TaskInstance.run_id))
+             .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+             .where(ready, DagRun.state == DagRunState.RUNNING, DagModel.is_paused.is_(False))
+             .order_by(TaskInstance.priority_weight.desc(), DagRun.logical_date,
+                       TaskInstance.id)
+             .limit(limit))
+    if locking:
+        query = query.with_for_update(skip_locked=True, of=TaskInstance) \
+            if session.get_bind().dialect.name == "postgresql" \
+            else query.with_for_update(skip_locked=True)
+    return list(session.execute(query).tuples())
+
+
+def _active_per_dag(session: Session, dag_ids: set[str]) -> dict[str, int]:
+    rows = session.execute(select(TaskInstance.dag_id, func.count())
+                           .where(TaskInstance.dag_id.in_(sorted(dag_ids)),
+                                  TaskInstance.state.in_(OCCUPYING_STATES))
+                           .group_by(TaskInstance.dag_id)).all()
+    return {dag_id: int(count) for dag_id, count in rows}

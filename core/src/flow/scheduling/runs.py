@@ -1,0 +1,248 @@
+"""The scheduler's work on DAG runs: creating due runs, starting queued ones, evaluating them.
+
+- :meth:`RunManager.create_due_runs`: for each active, unpaused DAG with a schedule, the next
+  runs its timetable gives (``start_date``, ``end_date``, ``catchup``), as long as fewer than
+  ``max_active_runs`` of its runs are queued or running; the DAG's ``next_dagrun*`` fields
+  record what comes next. On PostgreSQL and MySQL the DAG rows are locked with ``FOR UPDATE
+  SKIP LOCKED``, so two schedulers never create for the same DAG at once; the unique
+  (dag_id, logical_date) constraint is the last line of defence.
+- :meth:`RunManager.start_queued_runs`: ``queued -> running`` under ``max_active_runs``.
+- :meth:`RunManager.evaluate_running_runs`: each running run (row locked, SKIP LOCKED) through
+  :class:`flow.scheduling.planning.RunEvaluator`; ends finished runs and reports them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
+from flow.scheduling.dagruns import RetryPolicy, create_dag_run, run_id_for
+from flow.scheduling.planning import RunEvaluator
+from flow.scheduling.serialization import SerializedDag
+from flow.scheduling.timetables import DataInterval, TimeRestriction
+from flow.states import DagRunState, DagRunType
+from flow.store.models import DagModel, DagRun, SerializedDagModel
+from flow.store.session import session_scope
+from flow.utils.timezone import parse_datetime, utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ACTIVE_RUNS = 16
+ACTIVE_RUN_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
+
+
+class RunManager:
+    def __init__(self, engine: Engine, plugins: Any, max_runs_per_loop: int = 20) -> None:
+        self.engine = engine
+        self.plugins = plugins
+        self.max_runs_per_loop = max_runs_per_loop
+        self._dags: dict[str, tuple[str, SerializedDag]] = {}
+        self._xcom: Any = None
+        self._unfinished = True
+
+    # ----------------------------------------------------------------------------- helpers
+
+    @property
+    def locking(self) -> bool:
+        return self.engine.dialect.name != "sqlite"
+
+    def xcom_backend(self) -> Any:
+        if self._xcom is None:
+            from flow.execution.xcom import get_xcom_backend
+
+            self._xcom = get_xcom_backend(self.plugins)
+        return self._xcom
+
+    def serialized(self, session: Session, dag_id: str, dag_hash: str | None) -> SerializedDag:
+        """The stored DAG, restored once per version."""
+        cached = self._dags.get(dag_id)
+        if cached is not None and dag_hash is not None and cached[0] == dag_hash:
+            return cached[1]
+        row = session.get(SerializedDagModel, dag_id)
+        if row is None:
+            raise LookupError(f"DAG {dag_id!r} has no serialized form")
+        dag = SerializedDag.from_dict(row.data, self.plugins)
+        self._dags[dag_id] = (row.dag_hash, dag)
+        return dag
+
+    def retry_policy(self, dag_id: str, task_id: str) -> RetryPolicy:
+        with session_scope(self.engine) as session:
+            hash_ = session.scalar(select(DagModel.dag_hash).where(DagModel.dag_id == dag_id))
+            try:
+                dag = self.serialized(session, dag_id, hash_)
+            except LookupError:
+                return RetryPolicy(None)
+        return RetryPolicy(dag.task_dict.get(task_id))
+
+    def has_unfinished(self) -> bool:
+        return self._unfinished
+
+    # ------------------------------------------------------------------------ run creation
+
+    def create_due_runs(self) -> int:
+        created = 0
+        with session_scope(self.engine) as session:
+            query = select(DagModel).where(DagModel.is_active.is_(True),
+                                           DagModel.is_paused.is_(False)).order_by(DagModel.dag_id)
+            if self.locking:
+                query = query.with_for_update(skip_locked=True)
+            for dag_model in session.scalars(query).all():
+                try:
+                    created += self._create_for(session, dag_model)
+                except LookupError:
+                    continue
+            if created:
+                self._unfinished = True
+        return created
+
+    def _create_for(self, session: Session, dag_model: DagModel) -> int:
+        dag = self.serialized(session, dag_model.dag_id, dag_model.dag_hash)
+        timetable = dag.timetable
+        if not getattr(timetable, "can_be_scheduled", True):
+            return 0
+        restriction = TimeRestriction(_date(dag.data.get("start_date")),
+                                      _date(dag.data.get("end_date")),
+                                      bool(dag.data.get("catchup")))
+        limit = dag_model.max_active_runs or DEFAULT_MAX_ACTIVE_RUNS
+        active = session.scalar(select(func.count()).select_from(DagRun).where(
+            DagRun.dag_id == dag.dag_id, DagRun.state.in_(ACTIVE_RUN_STATES))) or 0
+        last = session.execute(
+            select(DagRun.data_interval_start, DagRun.data_interval_end)
+            .where(DagRun.dag_id == dag.dag_id, DagRun.run_type == DagRunType.SCHEDULED)
+            .order_by(DagRun.data_interval_end.desc()).limit(1)).first()
+        last_interval = DataInterval(last[0], last[1]) if last else None
+        info = timetable.next_dagrun_info(last_interval, restriction)
+        now, created = utcnow(), 0
+        while (info is not None and info.run_after <= now and active < limit
+               and created < self.max_runs_per_loop):
+            logical_date = info.data_interval.start
+            taken = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag.dag_id,
+                                                           DagRun.logical_date == logical_date))
+            if taken is None:
+                run = create_dag_run(session, dag, run_id=run_id_for(DagRunType.SCHEDULED,
+                                                                     logical_date),
+                                     run_type=DagRunType.SCHEDULED, logical_date=logical_date,
+                                     data_interval=info.data_interval, conf={},
+                                     dag_hash=dag_model.dag_hash)
+                self._announce_run(run, None, DagRunState.QUEUED)
+                created += 1
+                active += 1
+            info = timetable.next_dagrun_info(info.data_interval, restriction)
+        dag_model.next_dagrun = info.data_interval.start if info else None
+        dag_model.next_dagrun_data_interval_start = info.data_interval.start if info else None
+        dag_model.next_dagrun_data_interval_end = info.data_interval.end if info else None
+        dag_model.next_dagrun_create_after = info.run_after if info else None
+        return created
+
+    def advance_backfills(self) -> None:
+        from flow.scheduling.backfill import advance_backfills
+
+        try:
+            if advance_backfills(self.engine, self):
+                self._unfinished = True
+        except IntegrityError:
+            log.info("another scheduler created a backfill run first; trying again")
+
+    # ---------------------------------------------------------------------- starting runs
+
+    def start_queued_runs(self) -> int:
+        started: list[DagRun] = []
+        with session_scope(self.engine) as session:
+            query = (select(DagRun).join(DagModel, DagModel.dag_id == DagRun.dag_id)
+                     .where(DagRun.state == DagRunState.QUEUED, DagModel.is_paused.is_(False))
+                     .order_by(DagRun.logical_date).limit(self.max_runs_per_loop * 5))
+            if self.locking:
+                query = query.with_for_update(skip_locked=True)
+            queued = session.scalars(query).all()
+            if not queued:
+                return 0
+            dag_ids = sorted({run.dag_id for run in queued})
+            running = dict(session.execute(
+                select(DagRun.dag_id, func.count()).where(
+                    DagRun.dag_id.in_(dag_ids), DagRun.state == DagRunState.RUNNING)
+                .group_by(DagRun.dag_id)).tuples().all())
+            limits = dict(session.execute(select(DagModel.dag_id, DagModel.max_active_runs)
+                                          .where(DagModel.dag_id.in_(dag_ids))).tuples().all())
+            now = utcnow()
+            for run in queued:
+                if running.get(run.dag_id, 0) >= (limits.get(run.dag_id)
+                                                  or DEFAULT_MAX_ACTIVE_RUNS):
+                    continue
+                changed = session.execute(
+                    update(DagRun).where(DagRun.id == run.id,
+                                         DagRun.state == DagRunState.QUEUED)
+                    .values(state=DagRunState.RUNNING, start_date=now, end_date=None,
+                            updated_at=now).execution_options(synchronize_session=False)
+                ).rowcount
+                if changed:
+                    run.state, run.start_date = DagRunState.RUNNING, now
+                    running[run.dag_id] = running.get(run.dag_id, 0) + 1
+                    started.append(run)
+        for run in started:
+            self._announce_run(run, DagRunState.QUEUED, DagRunState.RUNNING)
+        if started:
+            self._unfinished = True
+        return len(started)
+
+    # -------------------------------------------------------------------------- evaluation
+
+    def evaluate_running_runs(self) -> tuple[list[Any], int, list[Any]]:
+        """Evaluate every running run; returns (finished runs, task instances scheduled,
+        running task instances to cancel)."""
+        finished: list[tuple[DagRun, str, str, str, bool]] = []
+        announcements: list[Any] = []
+        scheduled, cancel = 0, []
+        with session_scope(self.engine) as session:
+            query = (select(DagRun, DagModel.dag_hash, DagModel.fileloc)
+                     .join(DagModel, DagModel.dag_id == DagRun.dag_id)
+                     .where(DagRun.state == DagRunState.RUNNING).order_by(DagRun.logical_date))
+            if self.locking:
+                query = query.with_for_update(skip_locked=True, of=DagRun) \
+                    if self.engine.dialect.name == "postgresql" \
+                    else query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            self._unfinished = bool(rows) or bool(session.scalar(
+                select(func.count()).select_from(DagRun).where(
+                    DagRun.state == DagRunState.QUEUED)))
+            for run, dag_hash, fileloc in rows:
+                try:
+                    dag = self.serialized(session, run.dag_id, dag_hash)
+                except LookupError:
+                    continue
+                outcome = RunEvaluator(session, run, dag, self.xcom_backend()).evaluate()
+                scheduled += outcome.scheduled
+                cancel.extend(outcome.cancel)
+                announcements.extend(outcome.ti_changes)
+                if outcome.final_state and self._end_run(session, run, outcome.final_state):
+                    kind = "success" if outcome.final_state == DagRunState.SUCCESS else "failure"
+                    wants = bool(dag.data.get(f"has_on_{kind}_callback"))
+                    finished.append((run, outcome.final_state, outcome.reason, fileloc, wants))
+        for ti, previous, current in announcements:
+            self.plugins.task_instance_state_changed(
+                TaskInstanceSnapshot(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,
+                                     ti.try_number, current), previous, current)
+        for run, state, _, _, _ in finished:
+            self._announce_run(run, DagRunState.RUNNING, state)
+        return finished, scheduled, cancel
+
+    def _end_run(self, session: Session, run: DagRun, state: str) -> bool:
+        now = utcnow()
+        changed = session.execute(
+            update(DagRun).where(DagRun.id == run.id, DagRun.state == DagRunState.RUNNING)
+            .values(state=state, end_date=now, updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if changed:
+            run.state, run.end_date = state, now
+        return bool(changed)
+
+    def _announce_run(self, run: DagRun, previous: str | None, current: str) -> None:
+        self.plugins.dag_run_state_changed(DagRunSnapshot.from_row(run), previous, current)
+
+
+def _date(text: str | None) -> Any:
+    return parse_datetime(text) if text else None

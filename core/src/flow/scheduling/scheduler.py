@@ -1,0 +1,367 @@
+"""The scheduler: DAG runs from timetables and backfills, ready task instances to the executor.
+
+One loop iteration: create due runs (:mod:`flow.scheduling.runs`), start queued runs under
+``max_active_runs``, evaluate running runs (:mod:`flow.scheduling.planning`), queue what is ready
+(:mod:`flow.scheduling.queueing`) and submit it, then apply the executor's events. The loop
+sleeps only when an iteration did nothing, and then inside ``executor.wait_for_events`` so a
+finished task wakes it at once (at most ``[scheduler] idle_sleep``).
+
+Also: a heartbeat in the ``job`` table (:mod:`flow.scheduling.jobs`), the DAG processor in a
+thread (re-parses changed files every ``[scheduler] dag_dir_list_interval``), zombie detection
+(a running try whose heartbeat is older than ``task_heartbeat_timeout`` is ended failed or
+up_for_retry with the reason in its log), queued-timeout handling, and adoption of the tries
+of schedulers that died (``executor.adopt``; those not adopted are re-queued if they never
+started, and left to their heartbeat if they did).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select, update
+
+from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
+from flow.scheduling import runs
+from flow.scheduling.callbacks import start_dag_callback
+from flow.scheduling.jobs import SchedulerJob, live_scheduler_ids
+from flow.scheduling.pools import ensure_default_pool
+from flow.scheduling.queueing import QueuedTry, queue_ready
+from flow.states import TaskInstanceState as TIS
+from flow.store.models import DagModel, TaskInstance
+from flow.store.session import session_scope
+from flow.utils.timezone import utcnow
+
+log = logging.getLogger(__name__)
+
+FINAL_EVENTS = frozenset({TIS.SUCCESS, TIS.FAILED, TIS.UP_FOR_RETRY, TIS.SKIPPED, "refused",
+                          "lost"})
+
+
+class Scheduler:
+    """``Scheduler(...).run()``; ``stop()`` (or SIGINT/SIGTERM) ends it cleanly."""
+
+    def __init__(self, *, engine: Engine | None = None, config: Any = None, plugins: Any = None,
+                 executor: Any = None, num_runs: int | None = None, until_idle: bool = False,
+                 process_dags: bool = True) -> None:
+        from flow.config import load_config
+        from flow.plugins import current
+        from flow.store.session import get_engine
+
+        self.config = config or load_config()
+        self.engine = engine or get_engine()
+        self.plugins = plugins or current()
+        self.executor_name = str(self.config.get("core", "executor"))
+        self.executor = executor
+        self.num_runs = num_runs
+        self.until_idle = until_idle
+        self.process_dags = process_dags
+        self.parallelism = int(self.config.get("core", "parallelism"))
+        self.idle_sleep = float(self.config.get("scheduler", "idle_sleep"))
+        setting = self.config.get
+        self.job = SchedulerJob(self.engine, executor=self.executor_name,
+                                health_threshold=float(setting("scheduler", "health_threshold")))
+        self.heartbeat_interval = float(setting("scheduler", "heartbeat_interval"))
+        self.parse_interval = float(setting("scheduler", "dag_dir_list_interval"))
+        self.task_heartbeat_timeout = float(setting("scheduler", "task_heartbeat_timeout"))
+        self.task_queued_timeout = float(setting("scheduler", "task_queued_timeout"))
+        self.max_runs_per_loop = int(setting("scheduler", "max_dagruns_per_loop"))
+        self.log_folder = str(setting("logging", "base_log_folder"))
+        self.in_flight: dict[TaskKey, int] = {}
+        self.runs = runs.RunManager(self.engine, self.plugins, self.max_runs_per_loop)
+        self._stop = threading.Event()
+        self._due: dict[str, float] = {}
+        self._warned_pools: set[str] = set()
+        self._callbacks: list[subprocess.Popen[bytes]] = []
+        self._processor_thread: threading.Thread | None = None
+        self.loops = 0
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Run until stopped, ``num_runs`` loops, or (``until_idle``) no run is left; returns
+        the number of loops."""
+        from flow.store.migrate import ensure_current
+
+        ensure_current(self.engine)
+        job_id = self.job.start()
+        log.info("scheduler job %d started (executor %s)", job_id, self.executor_name)
+        try:
+            with session_scope(self.engine) as session:
+                ensure_default_pool(session)
+            self._start_executor()
+            if self.process_dags:
+                self._start_processor()
+            self._adopt()
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.loops
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+
+    def _start_executor(self) -> None:
+        if self.executor is None:
+            cls = self.plugins.executor(self.executor_name).load()
+            self.executor = cls(parallelism=self.parallelism)
+        self.executor.start()
+
+    def _start_processor(self) -> None:
+        from flow.scheduling.processor import DagProcessor
+
+        processor = DagProcessor(engine=self.engine, config=self.config)
+        first = threading.Event()
+
+        def work() -> None:
+            while not self._stop.is_set():
+                try:
+                    result = processor.process()
+                    if result.parsed:
+                        log.info("parsed %d DAG file(s) in %.2f s", len(result.parsed),
+                                 result.duration)
+                except Exception:
+                    log.exception("the DAG processor failed; retrying in %.0f s",
+                                  self.parse_interval)
+                first.set()
+                self._stop.wait(self.parse_interval)
+
+        self._processor_thread = threading.Thread(target=work, name="dag-processor",
+                                                  daemon=True)
+        self._processor_thread.start()
+        # The first parse before the first loop: a fresh scheduler knows its DAGs at once.
+        first.wait(timeout=max(30.0, float(self.config.get("core",
+                                                           "dag_file_processor_timeout")) * 2))
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        if self.executor is not None:
+            try:
+                self.executor.shutdown(wait=True)
+                self._apply_events()
+            except Exception:
+                log.exception("the executor failed to shut down cleanly")
+        if self._processor_thread is not None:
+            self._processor_thread.join(timeout=10)
+        for child in self._callbacks:
+            child.wait(timeout=10)
+        self.job.end()
+        log.info("scheduler job %s ended", self.job.id)
+
+    # ------------------------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.loops += 1
+            busy = self._iteration()
+            if self.num_runs is not None and self.loops >= self.num_runs:
+                return
+            if self.until_idle and not self.in_flight and not self.runs.has_unfinished():
+                return
+            if not busy:
+                self.executor.wait_for_events(self._sleep_time())
+
+    def _iteration(self) -> bool:
+        now = time.monotonic()
+        self._periodic("heartbeat", self.heartbeat_interval, self.job.heartbeat)
+        self._periodic("create_runs", min(1.0, self.idle_sleep), self.runs.create_due_runs)
+        self._periodic("backfills", min(1.0, self.idle_sleep), self.runs.advance_backfills)
+        self._periodic("zombies", max(1.0, self.task_heartbeat_timeout / 4), self._find_zombies)
+        self._periodic("queued_timeout", max(1.0, self.task_queued_timeout / 4),
+                       self._requeue_stuck)
+        self._periodic("adopt", self.job.health_threshold, self._adopt)
+        self._periodic("reap", 5.0, self._reap_callbacks)
+        busy = self.runs.start_queued_runs()
+        events = self._apply_events()
+        evaluated = self._evaluate(force=events > 0 or busy)
+        submitted = self._queue_and_submit()
+        busy = bool(busy or events or evaluated or submitted)
+        log.debug("loop %d: %d events, %d scheduled, %d submitted in %.1f ms", self.loops,
+                  events, evaluated, submitted, (time.monotonic() - now) * 1000)
+        return busy
+
+    def _periodic(self, name: str, interval: float, action: Any) -> None:
+        now = time.monotonic()
+        if self._due.get(name, 0.0) <= now:
+            self._due[name] = now + interval
+            try:
+                action()
+            except Exception:
+                log.exception("scheduler step %s failed; it runs again in %.0f s", name,
+                              interval)
+
+    def _sleep_time(self) -> float:
+        now = time.monotonic()
+        soonest = min(self._due.values(), default=now + self.idle_sleep)
+        return max(0.0, min(self.idle_sleep, soonest - now))
+
+    def _evaluate(self, force: bool) -> int:
+        if not force and self._due.get("evaluate", 0.0) > time.monotonic():
+            return 0
+        self._due["evaluate"] = time.monotonic() + self.idle_sleep
+        finished, scheduled, cancel = self.runs.evaluate_running_runs()
+        for ti in cancel:
+            self.executor.cancel(TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index))
+        for run, state, reason, fileloc, wants_callback in finished:
+            log.info("DAG run %s of %s is %s: %s", run.run_id, run.dag_id, state, reason)
+            if wants_callback:
+                self._callbacks.append(start_dag_callback(fileloc, run.dag_id, run.run_id,
+                                                          state, reason))
+        return scheduled + len(finished)
+
+    def _queue_and_submit(self) -> int:
+        slots = self.parallelism - len(self.in_flight)
+        if slots <= 0:
+            return 0
+        with session_scope(self.engine) as session:
+            queued = queue_ready(session, job_id=self.job.id, executor_slots=slots,
+                                 now=utcnow(), warned_pools=self._warned_pools)
+        for item in queued:
+            self._submit(item)
+        return len(queued)
+
+    def _submit(self, item: QueuedTry) -> None:
+        workload = TaskWorkload(dag_id=item.dag_id, run_id=item.run_id, task_id=item.task_id,
+                                try_number=item.try_number, dag_file=item.fileloc,
+                                map_index=item.map_index, dag_hash=item.dag_hash,
+                                queue=item.queue, pool=item.pool)
+        self.in_flight[workload.key] = workload.try_number
+        self.executor.submit(workload)
+
+    # ------------------------------------------------------------------------------ events
+
+    def _apply_events(self) -> int:
+        events: list[TaskEvent] = self.executor.events()
+        for event in events:
+            if event.state not in FINAL_EVENTS:
+                continue
+            if self.in_flight.get(event.key) == event.try_number:
+                del self.in_flight[event.key]
+            if event.state == "lost":
+                self._handle_lost(event)
+        return len(events)
+
+    def _handle_lost(self, event: TaskEvent) -> None:
+        """The executor lost a try: if it never started, hand the same try out again (a start
+        is guarded, so it can never run twice); if it started, its heartbeat decides."""
+        key = event.key
+        with session_scope(self.engine) as session:
+            row = session.execute(select(TaskInstance, DagModel.fileloc, DagModel.dag_hash)
+                                  .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+                                  .where(*_key_filter(key))).first()
+        if row is None or row[0].state != TIS.QUEUED or row[0].try_number != event.try_number:
+            return
+        ti = row[0]
+        log.warning("executor lost %s try %d before it started; queueing it again", key,
+                    event.try_number)
+        self._submit(QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number,
+                               row[1], row[2], ti.queue, ti.pool))
+
+    # ----------------------------------------------------------------- zombies and adoption
+
+    def _find_zombies(self) -> None:
+        from flow.execution.logs import log_path
+        from flow.execution.supervisor import append_to_log, end_dead_try
+
+        cutoff = utcnow() - timedelta(seconds=self.task_heartbeat_timeout)
+        with session_scope(self.engine) as session:
+            rows = session.execute(
+                select(TaskInstance, DagModel.fileloc)
+                .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+                .where(TaskInstance.state == TIS.RUNNING,
+                       or_(TaskInstance.last_heartbeat_at < cutoff,
+                           and_(TaskInstance.last_heartbeat_at.is_(None),
+                                TaskInstance.start_date < cutoff)))).all()
+        for ti, fileloc in rows:
+            reason = (f"zombie: no heartbeat from the task's process (host {ti.hostname}, pid "
+                      f"{ti.pid}) for more than {self.task_heartbeat_timeout:g} s "
+                      f"([scheduler] task_heartbeat_timeout); its process died without "
+                      f"reporting")
+            workload = TaskWorkload(ti.dag_id, ti.run_id, ti.task_id, ti.try_number, fileloc,
+                                    ti.map_index)
+            state = end_dead_try(self.engine, workload, reason,
+                                 self.runs.retry_policy(ti.dag_id, ti.task_id), self.plugins)
+            if state in (TIS.FAILED, TIS.UP_FOR_RETRY):
+                log.warning("%s try %d: %s -> %s", workload.key, ti.try_number, reason, state)
+                append_to_log(log_path(self.log_folder, ti.dag_id, ti.run_id, ti.task_id,
+                                       ti.map_index, ti.try_number), reason)
+                self.in_flight.pop(workload.key, None)
+
+    def _requeue_stuck(self) -> None:
+        """A try queued longer than ``task_queued_timeout``: hand it out again if its executor
+        is gone; fail it (reason in its log) if our own executor sat on it."""
+        from flow.execution.supervisor import fail_unstartable
+
+        cutoff = utcnow() - timedelta(seconds=self.task_queued_timeout)
+        with session_scope(self.engine) as session:
+            rows = session.execute(select(TaskInstance, DagModel.fileloc, DagModel.dag_hash)
+                                   .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+                                   .where(TaskInstance.state == TIS.QUEUED,
+                                          TaskInstance.queued_at < cutoff)).all()
+        for ti, fileloc, dag_hash in rows:
+            key = TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+            item = QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number,
+                             fileloc, dag_hash, ti.queue, ti.pool)
+            if self.in_flight.get(key) == ti.try_number:
+                reason = (f"queued for more than {self.task_queued_timeout:g} s "
+                          "([scheduler] task_queued_timeout) without starting")
+                workload = TaskWorkload(ti.dag_id, ti.run_id, ti.task_id, ti.try_number,
+                                        fileloc, ti.map_index)
+                if fail_unstartable(self.engine, workload, reason, self.log_folder):
+                    self.executor.cancel(key)
+                    del self.in_flight[key]
+                continue
+            if self._claim(ti, TIS.QUEUED):
+                self._submit(item)
+
+    def _claim(self, ti: TaskInstance, state: str) -> bool:
+        with session_scope(self.engine) as session:
+            return bool(session.execute(
+                update(TaskInstance)
+                .where(TaskInstance.id == ti.id, TaskInstance.state == state,
+                       TaskInstance.try_number == ti.try_number)
+                .values(queued_by_job_id=self.job.id, queued_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount)
+
+    def _adopt(self) -> None:
+        """Take over the queued and running tries of schedulers that died."""
+        live = live_scheduler_ids(self.engine, self.job.health_threshold) | {self.job.id}
+        with session_scope(self.engine) as session:
+            rows = session.execute(
+                select(TaskInstance, DagModel.fileloc, DagModel.dag_hash)
+                .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
+                .where(TaskInstance.state.in_([TIS.QUEUED, TIS.RUNNING]),
+                       TaskInstance.queued_by_job_id.is_not(None),
+                       TaskInstance.queued_by_job_id.not_in(sorted(i for i in live if i)))).all()
+        if not rows:
+            return
+        keys = [TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index) for ti, _, _ in rows]
+        not_adopted = set(self.executor.adopt(keys))
+        for (ti, fileloc, dag_hash), key in zip(rows, keys, strict=True):
+            if not self._claim(ti, ti.state):
+                continue
+            if key not in not_adopted:
+                self.in_flight[key] = ti.try_number
+            elif ti.state == TIS.QUEUED:
+                log.info("re-queueing %s try %d queued by a scheduler that died", key,
+                         ti.try_number)
+                self._submit(QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,
+                                       ti.try_number, fileloc, dag_hash, ti.queue, ti.pool))
+            # A running try that was not adopted is left to its heartbeat (zombie detection).
+
+    def _reap_callbacks(self) -> None:
+        self._callbacks = [child for child in self._callbacks if child.poll() is None]
+
+
+def _key_filter(key: TaskKey) -> list[Any]:
+    return [TaskInstance.dag_id == key.dag_id, TaskInstance.run_id == key.run_id,
+            TaskInstance.task_id == key.task_id, TaskInstance.map_index == key.map_index]
