@@ -8,6 +8,7 @@ the plugin's ``tests/test_conformance.py`` (found next to an editable install, o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,8 +53,11 @@ def verify(distribution: str, tests: Path | None = None, *, strict: bool = False
             "class TestPackageChecks(PluginPackageConformance):\n"
             f"    distribution = {distribution!r}\n")
         report_path = Path(scratch) / "report.json"
+        # A root above both files, so every test's node id names its file.
+        root = os.path.commonpath([scratch, str(tests.parent)]) if tests else scratch
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist",
-                   "-q", f"--flow-conformance-report={report_path}", str(package_test)]
+                   "-q", f"--rootdir={root}", f"--flow-conformance-report={report_path}",
+                   str(package_test)]
         if tests is not None:
             command.append(str(tests))
         if strict:
