@@ -126,7 +126,7 @@ def test_the_api_fuzzed_against_its_own_document_never_fails(
     for result in schema.get_all_operations():
         operation = result.ok()
 
-        @settings(max_examples=8, deadline=None, database=None,
+        @settings(max_examples=20, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def run(case: Any) -> None:
