@@ -92,6 +92,9 @@ class Supervisor:
         self.kill_grace = kill_grace
         self.selector = selectors.DefaultSelector()
         self.children: dict[TaskKey, _Child] = {}
+        # Children whose try has reported its outcome (already sent on) and that are still
+        # exiting: reaped when their pidfd says so. A new try of the same key may start.
+        self._exiting: dict[int, _Child] = {}
         self._extra_fds: set[int] = set()
 
     # --------------------------------------------------------------------------- the caller
@@ -109,7 +112,8 @@ class Supervisor:
 
     @property
     def running(self) -> int:
-        return len(self.children)
+        """Children not reaped yet (including those whose try already ended)."""
+        return len(self.children) + len(self._exiting)
 
     def launch(self, workload: TaskWorkload, dag: Any) -> None:
         """Fork a child running ``workload`` (whose DAG the caller loaded). A second launch of
@@ -196,8 +200,11 @@ class Supervisor:
                               map_index=workload.map_index, try_number=workload.try_number,
                               engine=self.engine, plugins=self.plugins, supervision=supervision,
                               log_folder=self.log_folder)
+            import resource
+
             send({"started": result.started, "state": result.state, "message": result.message,
-                  "error": result.error, "log_path": result.log_path})
+                  "error": result.error, "log_path": result.log_path,
+                  "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
             code = CHILD_OK if result.ok else CHILD_TASK_FAILED
         except BaseException:
             with contextlib.suppress(Exception):
@@ -212,7 +219,7 @@ class Supervisor:
 
     def _close_parent_fds(self) -> None:
         fds = set(self._extra_fds)
-        for child in self.children.values():
+        for child in [*self.children.values(), *self._exiting.values()]:
             fds.update((child.pidfd, child.result_fd))
         with contextlib.suppress(Exception):
             fds.add(self.selector.fileno())
@@ -262,8 +269,15 @@ class Supervisor:
         if message.get("running"):
             self.on_event(TaskEvent(workload.key, TIS.RUNNING, workload.try_number,
                                     {"pid": message.get("pid")}))
-        elif "state" in message:
+        elif "state" in message and child.outcome is None:
             child.outcome = message
+            if message.get("started") and message.get("state") == TIS.RUNNING:
+                return  # someone else ended the try first: settled when the child exits
+            # The try's end is committed: tell the caller now rather than after the process
+            # has torn itself down; the exit is still waited for and its group killed.
+            del self.children[workload.key]
+            self._exiting[child.pid] = child
+            self.on_event(self._final_event(child, None, int(message.get("max_rss_kb") or 0)))
 
     def _exited(self, child: _Child) -> None:
         self._drain(child)
@@ -275,13 +289,18 @@ class Supervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fd)
             os.close(fd)
+        if self._exiting.pop(child.pid, None) is not None:
+            return  # its final event was sent with its outcome
         del self.children[child.workload.key]
         self.on_event(self._final_event(child, status, usage.ru_maxrss))
 
-    def _final_event(self, child: _Child, status: int, max_rss_kb: int) -> TaskEvent:
+    def _final_event(self, child: _Child, status: int | None, max_rss_kb: int) -> TaskEvent:
+        """The try's final event: from its outcome (``status`` None: sent before the child
+        exited), or, when it reported none, after ending the try of the dead process."""
         workload = child.workload
-        info: dict[str, Any] = {"exit": describe_status(status), "max_rss_kb": max_rss_kb,
-                                "log_path": str(child.log_path)}
+        info: dict[str, Any] = {"max_rss_kb": max_rss_kb, "log_path": str(child.log_path)}
+        if status is not None:
+            info["exit"] = describe_status(status)
         outcome = child.outcome
         if outcome is not None and not outcome.get("started"):
             info["message"] = outcome.get("message", "")
@@ -289,6 +308,7 @@ class Supervisor:
         if outcome is not None and outcome.get("state") != TIS.RUNNING:
             info.update({k: outcome[k] for k in ("message", "error") if outcome.get(k)})
             return TaskEvent(workload.key, str(outcome["state"]), workload.try_number, info)
+        assert status is not None
         reason = self._death_reason(child, status)
         info["reason"] = reason
         state = end_dead_try(self.engine, workload, reason, child.task, self.plugins)
