@@ -329,3 +329,115 @@ def _import_error_count() -> int:
 
     with session_scope(engine()) as session:
         return int(session.scalar(select(func.count()).select_from(ImportError_)) or 0)
+
+
+# ------------------------------------------------------------------------ runs and pausing
+
+
+def _action_error(err: Exception) -> click.ClickException:
+    return click.ClickException(str(err))
+
+
+@dags.command("trigger")
+@click.argument("dag_id")
+@click.option("--conf", "conf_text", metavar="JSON", help="The run's conf (checked against the "
+                                                          "DAG's params).")
+@click.option("--run-id", default=None, help="The run's id (default: manual__<logical date>).")
+@click.option("--logical-date", default=None, help="The run's logical date (default: now).")
+@output_option
+def trigger(dag_id: str, conf_text: str | None, run_id: str | None, logical_date: str | None,
+            output: str) -> None:
+    """Create a run of DAG_ID; the scheduler starts it (even while the DAG is paused, it waits
+    for `flow dags unpause`)."""
+    from flow.scheduling.actions import ActionError, trigger_dag_run
+    from flow.store.event_log import os_user
+
+    conf = parse_conf(conf_text)
+    when = parse_logical_date(logical_date)
+    process_dags_folder()
+    try:
+        run = trigger_dag_run(dag_id, run_id=run_id, logical_date=when, conf=conf,
+                              actor=os_user(), source="cli")
+    except ActionError as err:
+        raise _action_error(err) from None
+    echo_rows([_run_row(run)], output)
+
+
+def _set_paused(dag_id: str, paused: bool) -> None:
+    from flow.scheduling.actions import ActionError, set_paused
+    from flow.store.event_log import os_user
+
+    process_dags_folder()
+    try:
+        set_paused(dag_id, paused, actor=os_user(), source="cli")
+    except ActionError as err:
+        raise _action_error(err) from None
+    click.echo(f"DAG {dag_id} is {'paused' if paused else 'unpaused'}")
+
+
+@dags.command("pause")
+@click.argument("dag_id")
+def pause(dag_id: str) -> None:
+    """Pause DAG_ID: no new runs are created and none of its tasks is queued."""
+    _set_paused(dag_id, True)
+
+
+@dags.command("unpause")
+@click.argument("dag_id")
+def unpause(dag_id: str) -> None:
+    """Unpause DAG_ID: the scheduler creates its due runs and runs its tasks."""
+    _set_paused(dag_id, False)
+
+
+RUN_COLUMNS = ["dag_id", "run_id", "state", "run_type", "logical_date", "start_date",
+               "end_date"]
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    return {"dag_id": run.dag_id, "run_id": run.run_id, "state": run.state,
+            "run_type": run.run_type, "logical_date": run.logical_date,
+            "data_interval_start": run.data_interval_start,
+            "data_interval_end": run.data_interval_end, "start_date": run.start_date,
+            "end_date": run.end_date, "conf": run.conf, "backfill_id": run.backfill_id}
+
+
+@dags.command("list-runs")
+@click.argument("dag_id")
+@click.option("--state", default=None, help="Only runs in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@output_option
+def list_runs(dag_id: str, state: str | None, limit: int, output: str) -> None:
+    """List the runs of DAG_ID, newest first."""
+    from sqlalchemy import select
+
+    from flow.store.models import DagModel, DagRun
+    from flow.store.session import session_scope
+
+    with session_scope(engine()) as session:
+        if session.get(DagModel, dag_id) is None:
+            raise click.ClickException(_not_found(dag_id))
+        query = select(DagRun).where(DagRun.dag_id == dag_id)
+        if state:
+            query = query.where(DagRun.state == state)
+        runs = session.scalars(query.order_by(DagRun.logical_date.desc()).limit(limit)).all()
+        rows = [_run_row(run) for run in runs]
+    echo_rows(rows, output, RUN_COLUMNS if output == "table" else None)
+
+
+@dags.command("state")
+@click.argument("dag_id")
+@click.argument("run_id")
+def state(dag_id: str, run_id: str) -> None:
+    """Print the state of run RUN_ID of DAG_ID."""
+    from sqlalchemy import select
+
+    from flow.store.models import DagRun
+    from flow.store.session import session_scope
+
+    with session_scope(engine()) as session:
+        value = session.scalar(select(DagRun.state).where(DagRun.dag_id == dag_id,
+                                                          DagRun.run_id == run_id))
+    if value is None:
+        raise click.ClickException(f"DAG {dag_id!r} has no run {run_id!r}: see "
+                                   f"`flow dags list-runs {dag_id}`")
+    click.echo(value)

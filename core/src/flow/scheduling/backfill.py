@@ -168,15 +168,17 @@ def _total(session: Session, row: Backfill) -> int | None:
 
 
 def advance_backfills(engine: Engine, manager: Any) -> int:
-    """The scheduler's step: create the next runs of each running backfill; returns how many."""
-    created = 0
+    """The scheduler's step: create the next runs of each running backfill; returns how many
+    backfills are still running."""
+    running = 0
     with session_scope(engine) as session:
         query = select(Backfill).where(Backfill.state == RUNNING).order_by(Backfill.id)
         if engine.dialect.name != "sqlite":
             query = query.with_for_update(skip_locked=True)
         for row in session.scalars(query).all():
-            created += _advance(session, row, manager)
-    return created
+            _advance(session, row, manager)
+            running += row.state == RUNNING
+    return running
 
 
 def _advance(session: Session, row: Backfill, manager: Any) -> int:

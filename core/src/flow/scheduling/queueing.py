@@ -108,7 +108,7 @@ def _candidates(session: Session, now: datetime, *, limit: int,
         query = query.with_for_update(skip_locked=True, of=TaskInstance) \
             if session.get_bind().dialect.name == "postgresql" \
             else query.with_for_update(skip_locked=True)
-    return list(session.execute(query).tuples())
+    return list(session.execute(query).all())
 
 
 def _active_per_dag(session: Session, dag_ids: set[str]) -> dict[str, int]:

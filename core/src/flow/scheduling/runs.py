@@ -44,6 +44,7 @@ class RunManager:
         self._dags: dict[str, tuple[str, SerializedDag]] = {}
         self._xcom: Any = None
         self._unfinished = True
+        self._backfilling = False
 
     # ----------------------------------------------------------------------------- helpers
 
@@ -80,7 +81,7 @@ class RunManager:
         return RetryPolicy(dag.task_dict.get(task_id))
 
     def has_unfinished(self) -> bool:
-        return self._unfinished
+        return self._unfinished or self._backfilling
 
     # ------------------------------------------------------------------------ run creation
 
@@ -143,8 +144,7 @@ class RunManager:
         from flow.scheduling.backfill import advance_backfills
 
         try:
-            if advance_backfills(self.engine, self):
-                self._unfinished = True
+            self._backfilling = advance_backfills(self.engine, self) > 0
         except IntegrityError:
             log.info("another scheduler created a backfill run first; trying again")
 
@@ -165,9 +165,9 @@ class RunManager:
             running = dict(session.execute(
                 select(DagRun.dag_id, func.count()).where(
                     DagRun.dag_id.in_(dag_ids), DagRun.state == DagRunState.RUNNING)
-                .group_by(DagRun.dag_id)).tuples().all())
+                .group_by(DagRun.dag_id)).all())
             limits = dict(session.execute(select(DagModel.dag_id, DagModel.max_active_runs)
-                                          .where(DagModel.dag_id.in_(dag_ids))).tuples().all())
+                                          .where(DagModel.dag_id.in_(dag_ids))).all())
             now = utcnow()
             for run in queued:
                 if running.get(run.dag_id, 0) >= (limits.get(run.dag_id)

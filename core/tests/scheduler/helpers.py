@@ -1,0 +1,113 @@
+"""Running ``flow scheduler`` as a real process, and the ledger test tasks write to."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from flow.store.session import session_scope
+
+# A table test tasks insert into, one row per try they start: (task, try) is unique, so a try
+# that started twice fails loudly; start/end times let a test check pool limits.
+LEDGER_DDL = """
+CREATE TABLE ledger (
+    run_id VARCHAR(250) NOT NULL,
+    task VARCHAR(250) NOT NULL,
+    try_number INTEGER NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    ended DOUBLE PRECISION,
+    CONSTRAINT uq_ledger UNIQUE (run_id, task, try_number)
+)
+"""
+
+# Imported by test DAG files: records the try in the ledger, optionally sleeping.
+LEDGER_TASK = '''
+import os, time
+from sqlalchemy import text
+from flow.store.session import get_engine
+
+
+def ledgered(seconds=0.0, **context):
+    ti = context["ti"]
+    name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+    engine = get_engine()
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO ledger (run_id, task, try_number, started) "
+                                "VALUES (:r, :t, :n, :s)"),
+                           {"r": ti.run_id, "t": name, "n": ti.try_number, "s": time.time()})
+    time.sleep(seconds)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE ledger SET ended = :e WHERE run_id = :r AND task = :t "
+                                "AND try_number = :n"),
+                           {"e": time.time(), "r": ti.run_id, "t": name, "n": ti.try_number})
+'''
+
+
+def create_ledger(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS ledger"))
+        connection.execute(text(LEDGER_DDL))
+
+
+def ledger(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(text(
+            "SELECT run_id, task, try_number, started, ended FROM ledger ORDER BY started")))
+
+
+def drop_ledger(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS ledger"))
+
+
+def scheduler_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"FLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "1",
+                "FLOW__SCHEDULER__IDLE_SLEEP": "0.2",
+                "FLOW__SCHEDULER__HEARTBEAT_INTERVAL": "1",
+                "FLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
+                "FLOW__LOCAL_EXECUTOR__WORKERS": "2"})
+    env.update(extra)
+    return env
+
+
+def start_scheduler(*args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "flow.cli.main", "scheduler", *args],
+                            env=scheduler_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def run_scheduler_once(timeout: float = 60, **env: str) -> str:
+    """``flow scheduler --once``: until nothing is left to run; its output."""
+    process = start_scheduler("--once", **env)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"flow scheduler --once did not finish in {timeout} s:\n{output}")
+    assert process.returncode == 0, output
+    return output
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+
+
+def states(engine: Engine, model: Any, *columns: Any) -> list[Any]:
+    from sqlalchemy import select
+
+    with session_scope(engine) as session:
+        return list(session.execute(select(*columns).select_from(model)).all())
