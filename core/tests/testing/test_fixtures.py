@@ -61,3 +61,22 @@ def test_a_registered_plugin_is_gone_after_teardown(flow_plugins: Any) -> None:
     registrar.unregister_all()  # what the register_plugin fixture does at teardown
     assert "FixtureOperator" not in flow_plugins.operators()
     assert flow_plugins.plugin_info("extra") is None
+
+
+def test_run_dag_skips_the_branches_a_branching_task_did_not_follow(dag_files: Any,
+                                                                      run_dag: Any) -> None:
+    dag = dag_files.dag("""
+        from datetime import datetime
+        from flow import DAG
+        from flow.operators import BranchPythonOperator, EmptyOperator
+
+        with DAG("fixture_branch", schedule=None, start_date=datetime(2024, 1, 1)):
+            choose = BranchPythonOperator(task_id="choose", python_callable=lambda: "left")
+            left, right = EmptyOperator(task_id="left"), EmptyOperator(task_id="right")
+            after_right = EmptyOperator(task_id="after_right")
+            choose >> [left, right]
+            right >> after_right
+        """)
+    outcome = run_dag(dag)
+    assert outcome.states == {"choose": "success", "left": "success", "right": "skipped",
+                              "after_right": "skipped"}

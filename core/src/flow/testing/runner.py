@@ -123,6 +123,7 @@ def run_dag(dag: Any, executor: Any, *, engine: Any = None, timeout: float = 120
     executor.start()
     events: list[TaskEvent] = []
     in_flight: set[str] = set()
+    branches_applied: set[str] = set()
     deadline = time.monotonic() + timeout
     while True:
         states = task_states(dag, run_id, engine)
@@ -137,7 +138,10 @@ def run_dag(dag: Any, executor: Any, *, engine: Any = None, timeout: float = 120
                 continue
             if state == TIS.UP_FOR_RETRY and not _retry_due(dag, run_id, task.task_id, engine):
                 continue
-            upstream = UpstreamStates.count(states[up][0] for up in task.upstream_task_ids)
+            # An upstream task counts as finished once its final event is read (and a branch it
+            # took applied), not when the database first says so.
+            upstream = UpstreamStates.count(None if up in in_flight else states[up][0]
+                                            for up in task.upstream_task_ids)
             decision = evaluate_trigger_rule(str(task.trigger_rule), upstream).decision
             if decision == Decision.RUN:
                 executor.submit(queue_task(dag, task.task_id, run_id, engine))
@@ -149,10 +153,33 @@ def run_dag(dag: Any, executor: Any, *, engine: Any = None, timeout: float = 120
             if event.state in FINAL_EVENTS:
                 fail_unfinished_try(event.key, event.try_number, engine)
                 in_flight.discard(event.key.task_id)
+                if event.state == TIS.SUCCESS and event.key.task_id not in branches_applied:
+                    branches_applied.add(event.key.task_id)
+                    apply_branch(dag, run_id, event.key.task_id, engine)
         time.sleep(poll)
     final = task_states(dag, run_id, engine)
     return DagRunOutcome(run_id, {task_id: s for task_id, (s, _) in final.items()},
                          {task_id: n for task_id, (_, n) in final.items()}, events)
+
+
+def apply_branch(dag: Any, run_id: str, task_id: str, engine: Any) -> None:
+    """Skip what a branching task did not follow, as the scheduler does
+    (``flow.scheduling.deps.branch_skips`` on the task's ``FOLLOWED_XCOM_KEY`` XCom)."""
+    from flow.execution.xcom import get_xcom_backend
+    from flow.scheduling.deps import FOLLOWED_XCOM_KEY, branch_skips
+    from flow.store.session import session_scope
+
+    with session_scope(engine) as session:
+        decision = get_xcom_backend().get_one(dag_id=dag.dag_id, run_id=run_id, task_id=task_id,
+                                              key=FOLLOWED_XCOM_KEY, session=session)
+    if not decision:
+        return
+    downstream_of = {task.task_id: task.downstream_task_ids for task in dag.tasks}
+    skipped = branch_skips(decision.get("followed", []),
+                           bool(decision.get("skip_all_downstream")),
+                           dag.get_task(task_id).downstream_task_ids, downstream_of)
+    for skipped_id in sorted(skipped):
+        _set_state(dag, run_id, skipped_id, TIS.SKIPPED, engine)
 
 
 def _retry_due(dag: Any, run_id: str, task_id: str, engine: Any) -> bool:
