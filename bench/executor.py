@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -121,6 +122,12 @@ def wait_final(executor: Any, count: int, timeout: float = 120.0) -> list[Any]:
     return events
 
 
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                                   try_number=1, dag_file=str(dag_file)) for task in dag.tasks]
 
         executor = LocalExecutor(parallelism=32, workers=args.workers)
+        cpu_before = _cpu_seconds()
         executor.start()
         try:
             # Warm: the workers import the DAG file on first use.
@@ -181,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
             failed = [e for e in events if e.state in FINAL and e.state != "success"]
         finally:
             executor.shutdown(wait=True)
+        # Load-independent: CPU of this process, the workers and every try (reaped by the
+        # workers, which this process reaps at shutdown), per task run.
+        cpu_ms = (_cpu_seconds() - cpu_before) / total * 1000
         backend = engine.url.get_backend_name()
         print(f"local executor, {args.workers} workers, {backend}, no-op Python tasks, "
               "every state persisted")
@@ -190,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {len(batch)} at once: {wall:.2f} s wall, "
               f"{wall / len(batch) * 1000:.1f} ms per task"
               + (f"  ({len(failed)} NOT success: {failed[:3]})" if failed else ""))
+        print(f"  CPU per task (executor, workers and tries): {cpu_ms:.1f} ms; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         sys.stdout.flush()
 
 

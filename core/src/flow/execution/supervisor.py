@@ -74,6 +74,17 @@ class _Child:
     started_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Spare:
+    """A child forked ahead of its workload, waiting for it on ``command_fd``."""
+
+    pid: int
+    pidfd: int
+    command_fd: int
+    result_fd: int
+    version: object
+
+
 class Supervisor:
     """Forks, watches and, when needed, kills the children that run tries.
 
@@ -96,6 +107,10 @@ class Supervisor:
         # exiting: reaped when their pidfd says so. A new try of the same key may start.
         self._exiting: dict[int, _Child] = {}
         self._extra_fds: set[int] = set()
+        self._spare: _Spare | None = None
+        self._find_dag: Callable[[TaskWorkload], Any] | None = None
+        self._dags_version: Callable[[], object] = lambda: None
+        self._spare_died = False  # unused: fork the next one after a launch, not in a loop
 
     # --------------------------------------------------------------------------- the caller
 
@@ -109,6 +124,20 @@ class Supervisor:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(fd)
         self._extra_fds.discard(fd)
+
+    def keep_a_spare(self, find_dag: Callable[[TaskWorkload], Any],
+                     dags_version: Callable[[], object]) -> None:
+        """Keep one child forked ahead of its workload while idle, so a launch costs a pipe
+        write instead of a fork and the child's setup (process group, signals, a database
+        connection). ``find_dag(workload)`` returns the workload's DAG in that child (None: not
+        found); ``dags_version()`` changes whenever the DAGs the caller holds do: a spare
+        forked under another version is not used."""
+        self._find_dag, self._dags_version = find_dag, dags_version
+
+    def stop_keeping_a_spare(self) -> None:
+        self._find_dag = None
+        if self._spare is not None:
+            self._discard_spare(self._spare)
 
     @property
     def running(self) -> int:
@@ -131,6 +160,27 @@ class Supervisor:
         deadline = time.monotonic() + seconds if seconds is not None else None
         path = log_path(self.log_folder, workload.dag_id, workload.run_id, workload.task_id,
                         workload.map_index, workload.try_number)
+        spare = self._take_spare()
+        self._spare_died = False
+        if spare is not None:
+            pid, pidfd, read_end = spare.pid, spare.pidfd, spare.result_fd
+            command = {"workload": workload.to_json(), "deadline": deadline, "log": str(path)}
+            with contextlib.suppress(OSError):  # a dead spare reports through the pidfd
+                os.write(spare.command_fd, (json.dumps(command) + "\n").encode())
+            os.close(spare.command_fd)
+            self.selector.unregister(pidfd)
+        else:
+            pid, read_end = self._fork(lambda result_fd: self._child_run(
+                workload, dag, result_fd, path, deadline))
+            pidfd = os.pidfd_open(pid)
+        child = _Child(workload, task, pid, pidfd, read_end, path, deadline, seconds)
+        self.children[key] = child
+        self.selector.register(pidfd, selectors.EVENT_READ, lambda: self._exited(child))
+        self.selector.register(read_end, selectors.EVENT_READ, lambda: self._read(child))
+
+    def _fork(self, body: Callable[[int], None]) -> tuple[int, int]:
+        """Fork a child that sets itself up and runs ``body(result_fd)``; returns its pid and
+        the (non-blocking) read end of its result pipe."""
         read_end, write_end = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
             with contextlib.suppress(Exception):
@@ -138,16 +188,88 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:  # the child never returns from here
             os.close(read_end)
-            self._child(workload, dag, write_end, path, deadline)
+            code = CHILD_CRASHED
+            try:
+                self._child_setup()
+                body(write_end)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    import traceback
+
+                    traceback.print_exc()
+            finally:
+                os._exit(code)
         os.close(write_end)
         with contextlib.suppress(OSError):  # the child may have done it, or already exited
             os.setpgid(pid, pid)
         os.set_blocking(read_end, False)
+        return pid, read_end
+
+    # ---------------------------------------------------------------------------- the spare
+
+    def _take_spare(self) -> _Spare | None:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.version != self._dags_version():
+            self._discard_spare(spare)
+            return None
+        return spare
+
+    def _fork_spare(self) -> None:
+        command_read, command_write = os.pipe()
+        version = self._dags_version()
+
+        def wait_for_workload(result_fd: int) -> None:
+            os.close(command_write)
+            self._spare_run(command_read, result_fd)
+
+        pid, result_fd = self._fork(wait_for_workload)
+        os.close(command_read)
         pidfd = os.pidfd_open(pid)
-        child = _Child(workload, task, pid, pidfd, read_end, path, deadline, seconds)
-        self.children[key] = child
-        self.selector.register(pidfd, selectors.EVENT_READ, lambda: self._exited(child))
-        self.selector.register(read_end, selectors.EVENT_READ, lambda: self._read(child))
+        spare = self._spare = _Spare(pid, pidfd, command_write, result_fd, version)
+        self.selector.register(pidfd, selectors.EVENT_READ, lambda: self._spare_exited(spare))
+
+    def _spare_exited(self, spare: _Spare) -> None:
+        self._spare_died = True
+        self._discard_spare(spare)
+
+    def _discard_spare(self, spare: _Spare) -> None:
+        """End a spare (its command pipe closes: it exits) and reap it."""
+        if self._spare is spare:
+            self._spare = None
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(spare.pidfd)
+        for fd in (spare.command_fd, spare.result_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(spare.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spare.pid, 0)
+        os.close(spare.pidfd)
+
+    def _spare_run(self, command_fd: int, result_fd: int) -> None:
+        """In the spare: connect to the database now, then wait for the workload."""
+        with contextlib.suppress(Exception), self.engine.connect():
+            pass  # the connection stays in this child's pool for the try (if it fails, the
+            # try's own connection reports the problem)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(command_fd, 65536)
+            if not chunk:
+                os._exit(CHILD_OK)  # discarded before it was used
+            data += chunk
+        os.close(command_fd)
+        command = json.loads(data)
+        workload = TaskWorkload.from_json(command["workload"])
+        assert self._find_dag is not None
+        dag = self._find_dag(workload)
+        if dag is None:
+            message = (f"DAG {workload.dag_id!r} with task {workload.task_id!r} was not found "
+                       "again in the task's process")
+            os.write(result_fd, (json.dumps({"started": False, "state": None,
+                                              "message": message}) + "\n").encode())
+            os._exit(CHILD_TASK_FAILED)
+        self._child_run(workload, dag, result_fd, Path(command["log"]), command["deadline"])
 
     def cancel(self, key: TaskKey, reason: str = "cancelled") -> bool:
         """Stop the try running ``key``: ``SIGTERM`` to its group, ``SIGKILL`` after the grace
@@ -169,26 +291,46 @@ class Supervisor:
         if due is not None:
             wait = max(0.0, due - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
-        for key, _ in self.selector.select(timeout):
+        if self._find_dag is not None and self._spare is None and not self._spare_died:
+            # Fork the next spare only when nothing waits, so no event waits for a fork.
+            ready = self.selector.select(0)
+            if not ready:
+                self._fork_spare()
+                ready = self.selector.select(timeout)
+        else:
+            ready = self.selector.select(timeout)
+        for key, _ in ready:
             key.data()
         self._enforce_deadlines()
 
     def close(self) -> None:
+        if self._spare is not None:
+            self._discard_spare(self._spare)
         self.selector.close()
 
     # --------------------------------------------------------------------------- the child
 
-    def _child(self, workload: TaskWorkload, dag: Any, result_fd: int, path: Path,
-               deadline: float | None) -> None:
+    def _child_setup(self) -> None:
+        """What a child does first, before its workload may be known."""
+        os.setpgid(0, 0)
+        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._close_parent_fds()
+        # Standard input is /dev/null from here on, not the caller's (a worker reads its
+        # commands there), and never a free slot a database socket could take: the log
+        # redirection later replaces descriptors 0, 1 and 2.
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        if null_fd != 0:
+            os.dup2(null_fd, 0)
+            os.close(null_fd)
+        self.engine.dispose(close=False)
+
+    def _child_run(self, workload: TaskWorkload, dag: Any, result_fd: int, path: Path,
+                   deadline: float | None) -> None:
         code = CHILD_CRASHED
         try:
-            os.setpgid(0, 0)
-            for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-                signal.signal(signum, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self._close_parent_fds()
             _redirect_output(path)
-            self.engine.dispose(close=False)
 
             def send(message: dict[str, Any]) -> None:
                 with contextlib.suppress(OSError):
@@ -221,9 +363,12 @@ class Supervisor:
         fds = set(self._extra_fds)
         for child in [*self.children.values(), *self._exiting.values()]:
             fds.update((child.pidfd, child.result_fd))
+        if self._spare is not None:
+            spare = self._spare
+            fds.update((spare.pidfd, spare.command_fd, spare.result_fd))
         with contextlib.suppress(Exception):
             fds.add(self.selector.fileno())
-        for fd in fds:
+        for fd in fds - {0, 1, 2}:
             with contextlib.suppress(OSError):
                 os.close(fd)
 

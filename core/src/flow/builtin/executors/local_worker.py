@@ -37,8 +37,11 @@ class LocalWorker:
         self.stopping = False
         self._buffer = b""
         self._dags: dict[str, tuple[tuple[int, str | None], Any]] = {}
+        self._dags_version = 0  # changes with every import: a spare child holds the DAGs
         supervisor.on_event = self.emit
         supervisor.watch(0, self._read_commands)
+        supervisor.keep_a_spare(lambda workload: self._dag(workload)[0],
+                                lambda: self._dags_version)
 
     def serve(self) -> None:
         while not (self.stopping and not self.supervisor.running):
@@ -56,7 +59,7 @@ class LocalWorker:
         data = os.read(0, 65536)
         if not data:
             self.supervisor.unwatch(0)
-            self.stopping = True
+            self._stop()
             return
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
@@ -71,9 +74,13 @@ class LocalWorker:
         elif op == "cancel":
             self.supervisor.cancel(TaskKey.from_dict(command["key"]), "cancelled")
         elif op == "stop":
-            self.stopping = True
+            self._stop()
             if command.get("kill"):
                 self.supervisor.terminate_all("the executor shut down")
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self.supervisor.stop_keeping_a_spare()
 
     def _run(self, workload: TaskWorkload) -> None:
         from flow.execution.supervisor import fail_unstartable
@@ -96,6 +103,7 @@ class LocalWorker:
         cached = self._dags.get(path)
         if cached is None or cached[0] != version:
             cached = self._dags[path] = (version, self._import(path))
+            self._dags_version += 1
         loaded = cached[1]
         dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
         if dag is not None and workload.task_id in dag.task_dict:
