@@ -58,9 +58,10 @@ class SchedulerJob:
     def _live_other(self, before: int) -> Job | None:
         cutoff = utcnow() - timedelta(seconds=self.health_threshold)
         with session_scope(self.engine) as session:
-            return session.scalars(select(Job).where(
+            rows = session.scalars(select(Job).where(
                 Job.job_type == SCHEDULER, Job.state == RUNNING, Job.id < before,
-                Job.latest_heartbeat >= cutoff).order_by(Job.id)).first()
+                Job.latest_heartbeat >= cutoff).order_by(Job.id)).all()
+        return next((row for row in rows if not _vanished(row)), None)
 
     def heartbeat(self) -> None:
         with session_scope(self.engine) as session:
@@ -78,5 +79,20 @@ class SchedulerJob:
 def live_scheduler_ids(engine: Engine, health_threshold: float) -> set[int]:
     cutoff = utcnow() - timedelta(seconds=health_threshold)
     with session_scope(engine) as session:
-        return set(session.scalars(select(Job.id).where(
-            Job.job_type == SCHEDULER, Job.state == RUNNING, Job.latest_heartbeat >= cutoff)))
+        rows = session.scalars(select(Job).where(
+            Job.job_type == SCHEDULER, Job.state == RUNNING, Job.latest_heartbeat >= cutoff))
+        return {row.id for row in rows if not _vanished(row)}
+
+
+def _vanished(job: Job) -> bool:
+    """A scheduler of this host whose process is gone (killed): dead without waiting for its
+    heartbeat to go stale, so a restart after ``kill -9`` starts at once."""
+    if job.hostname != socket.gethostname() or job.pid is None or job.pid == os.getpid():
+        return False
+    try:
+        os.kill(job.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False

@@ -39,6 +39,7 @@ from flow.utils.timezone import utcnow
 
 log = logging.getLogger(__name__)
 
+MAX_LOSSES = 3  # a try the executor keeps losing before it starts is failed, not retried forever
 FINAL_EVENTS = frozenset({TIS.SUCCESS, TIS.FAILED, TIS.UP_FOR_RETRY, TIS.SKIPPED, "refused",
                           "lost"})
 
@@ -78,6 +79,7 @@ class Scheduler:
         self._due: dict[str, float] = {}
         self._warned_pools: set[str] = set()
         self._callbacks: list[subprocess.Popen[bytes]] = []
+        self._losses: dict[TaskKey, int] = {}
         self._processor_thread: threading.Thread | None = None
         self.loops = 0
 
@@ -261,8 +263,18 @@ class Scheduler:
         if row is None or row[0].state != TIS.QUEUED or row[0].try_number != event.try_number:
             return
         ti = row[0]
-        log.warning("executor lost %s try %d before it started; queueing it again", key,
-                    event.try_number)
+        losses = self._losses[key] = self._losses.get(key, 0) + 1
+        reason = event.info.get("reason") or event.info.get("message") or "no reason given"
+        if losses > MAX_LOSSES:
+            from flow.execution.supervisor import fail_unstartable
+
+            fail_unstartable(self.engine, TaskWorkload(ti.dag_id, ti.run_id, ti.task_id,
+                                                       ti.try_number, row[1], ti.map_index),
+                             f"the executor lost this try {losses} times before it started "
+                             f"(last: {reason}); giving up", self.log_folder)
+            return
+        log.warning("executor lost %s try %d before it started (%s); queueing it again", key,
+                    event.try_number, reason)
         self._submit(QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number,
                                row[1], row[2], ti.queue, ti.pool))
 
