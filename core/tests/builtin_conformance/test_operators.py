@@ -20,13 +20,6 @@ class TestBashOperator(OperatorConformance):
 
         return lambda task_id: BashOperator(task_id=task_id, bash_command="echo {{ ds }}")
 
-    # Strict: once BashOperator.on_kill stops reading self._process before execute sets it
-    # (flow/builtin/operators/bash.py), this passes and the marker must go.
-    @pytest.mark.xfail(strict=True, raises=AttributeError,
-                       reason="BashOperator.on_kill before execute raises AttributeError")
-    def test_on_kill_can_be_called_before_execute(self, operator: Any) -> None:
-        super().test_on_kill_can_be_called_before_execute(operator)
-
 
 class TestPythonOperator(OperatorConformance):
     claims = {"execution", "templating"}

@@ -241,9 +241,7 @@ class BaseOperator(AbstractOperator):
 
     def prepare_for_execution(self) -> BaseOperator:
         """A shallow copy whose template fields can be rendered without touching this task."""
-        clone = copy.copy(self)
-        clone.__dict__.pop("_process", None)
-        return clone
+        return copy.copy(self)
 
 
 BaseOperator.__init__ = _wrap_init(BaseOperator.__init__)  # type: ignore[method-assign]

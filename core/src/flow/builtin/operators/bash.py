@@ -59,6 +59,12 @@ class BashOperator(BaseOperator):
         self.cwd = cwd
         self._process: subprocess.Popen[bytes] | None = None
 
+    def prepare_for_execution(self) -> BashOperator:
+        clone = super().prepare_for_execution()
+        assert isinstance(clone, BashOperator)
+        clone._process = None  # a copy runs its own command, never the original's
+        return clone
+
     def get_env(self, context: Mapping[str, Any]) -> dict[str, str]:
         if self.env is None:
             env = dict(os.environ)
