@@ -36,14 +36,40 @@ from flow.utils.timezone import utcnow
 log = logging.getLogger(__name__)
 
 
+TI_TABLE = TaskInstance.__table__
+_COLUMNS = ("id", "dag_id", "run_id", "task_id", "map_index", "state", "try_number", "max_tries",
+            "operator", "pool", "pool_slots", "queue", "priority_weight", "executor")
+
+
+@dataclass
+class TiRow:
+    """The columns of a task instance the evaluation needs; loading ORM objects for every
+    task instance of a large run on every event costs more than the evaluation itself."""
+
+    id: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    state: str | None
+    try_number: int
+    max_tries: int
+    operator: str
+    pool: str
+    pool_slots: int
+    queue: str
+    priority_weight: int
+    executor: str | None
+
+
 @dataclass
 class RunOutcome:
     """What one evaluation did: state changes to announce and a final state, if reached."""
 
-    ti_changes: list[tuple[TaskInstance, str | None, str]] = field(default_factory=list)
+    ti_changes: list[tuple[TiRow, str | None, str]] = field(default_factory=list)
     final_state: str | None = None
     reason: str = ""
-    cancel: list[TaskInstance] = field(default_factory=list)
+    cancel: list[TiRow] = field(default_factory=list)
     scheduled: int = 0
 
 
@@ -54,8 +80,9 @@ class RunEvaluator:
         self.xcom = xcom_backend
         self.now = now or utcnow()
         self.outcome = RunOutcome()
-        self.tis = list(session.scalars(select(TaskInstance).where(
-            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id)))
+        self.tis = [TiRow(*row) for row in session.execute(
+            select(*(TI_TABLE.c[name] for name in _COLUMNS)).where(
+                TI_TABLE.c.dag_id == run.dag_id, TI_TABLE.c.run_id == run.run_id))]
         self._followed: dict[str, Any] | None = None
 
     def evaluate(self) -> RunOutcome:
@@ -69,8 +96,13 @@ class RunEvaluator:
     # --------------------------------------------------------------------------- one pass
 
     def _pass(self) -> bool:
+        self._pending: dict[tuple[str | None, str], list[TiRow]] = {}
+        changed = self._decide()
+        return self._apply_pending() or changed
+
+    def _decide(self) -> bool:
         changed = False
-        by_task: dict[str, list[TaskInstance]] = {}
+        by_task: dict[str, list[TiRow]] = {}
         for ti in self.tis:
             by_task.setdefault(ti.task_id, []).append(ti)
         for ti in list(self.tis):
@@ -78,7 +110,7 @@ class RunEvaluator:
                 continue
             task = self.dag.task_dict.get(ti.task_id)
             if task is None:
-                changed |= self._set(ti, TIS.REMOVED, "the task is no longer in the DAG")
+                self._later(ti, TIS.REMOVED)
                 continue
             states = [up.state for task_id in task.upstream_task_ids
                       for up in by_task.get(task_id, [])]
@@ -86,29 +118,61 @@ class RunEvaluator:
             if evaluation.decision == Decision.WAIT:
                 continue
             if evaluation.decision == Decision.SKIP:
-                changed |= self._set(ti, TIS.SKIPPED, evaluation.reason)
+                self._later(ti, TIS.SKIPPED)
             elif evaluation.decision == Decision.UPSTREAM_FAILED:
-                changed |= self._set(ti, TIS.UPSTREAM_FAILED, evaluation.reason)
+                self._later(ti, TIS.UPSTREAM_FAILED)
             elif self._branch_skipped(task):
-                changed |= self._set(ti, TIS.SKIPPED, "a branch upstream did not follow it")
+                self._later(ti, TIS.SKIPPED)
             elif task.data.get("depends_on_past") and not self._past_allows(task):
                 continue
             elif task.is_mapped and ti.map_index == -1:
                 changed |= self._expand(task, ti, by_task)
             else:
-                changed |= self._set(ti, TIS.SCHEDULED, "dependencies met")
+                self._later(ti, TIS.SCHEDULED)
         return changed
 
-    def _set(self, ti: TaskInstance, state: str, reason: str) -> bool:
+    def _later(self, ti: TiRow, state: str) -> None:
+        self._pending.setdefault((ti.state, state), []).append(ti)
+
+    def _apply_pending(self) -> bool:
+        """One guarded UPDATE per (from, to) pair; rows someone else changed first are re-read
+        and left alone."""
+        changed = False
+        for (previous, state), rows in self._pending.items():
+            condition = TI_TABLE.c.state.is_(None) if previous is None else \
+                TI_TABLE.c.state == previous
+            values: dict[str, Any] = {"state": state, "updated_at": self.now}
+            if state in FINISHED_TI_STATES:
+                values["end_date"] = self.now
+            ids = [ti.id for ti in rows]
+            done = self.session.execute(
+                TI_TABLE.update().where(TI_TABLE.c.id.in_(ids), condition).values(**values)
+            ).rowcount
+            if done != len(ids):
+                current = dict(self.session.execute(
+                    select(TI_TABLE.c.id, TI_TABLE.c.state).where(TI_TABLE.c.id.in_(ids))).all())
+                for ti in rows:
+                    if current.get(ti.id) != state:
+                        ti.state = current.get(ti.id)
+                rows = [ti for ti in rows if current.get(ti.id) == state]
+            for ti in rows:
+                ti.state = state
+                self.outcome.ti_changes.append((ti, previous, state))
+            if state == TIS.SCHEDULED:
+                self.outcome.scheduled += len(rows)
+            changed |= bool(rows)
+        return changed
+
+    def _set(self, ti: TiRow, state: str, reason: str) -> bool:
         previous = ti.state
-        condition = TaskInstance.state.is_(None) if previous is None else \
-            TaskInstance.state == previous
+        condition = TI_TABLE.c.state.is_(None) if previous is None else \
+            TI_TABLE.c.state == previous
         values: dict[str, Any] = {"state": state, "updated_at": self.now}
         if state in FINISHED_TI_STATES:
             values["end_date"] = self.now
         changed = self.session.execute(
-            update(TaskInstance).where(TaskInstance.id == ti.id, condition).values(**values)
-            .execution_options(synchronize_session=False)).rowcount
+            TI_TABLE.update().where(TI_TABLE.c.id == ti.id, condition).values(**values)
+        ).rowcount
         if not changed:
             return False
         ti.state = state
@@ -174,8 +238,8 @@ class RunEvaluator:
 
     # ------------------------------------------------------------------------------ mapping
 
-    def _expand(self, task: SerializedTask, ti: TaskInstance,
-                by_task: dict[str, list[TaskInstance]]) -> bool:
+    def _expand(self, task: SerializedTask, ti: TiRow,
+                by_task: dict[str, list[TiRow]]) -> bool:
         try:
             length = self._map_length(task, by_task)
         except (TypeError, ValueError) as err:
@@ -200,13 +264,13 @@ class RunEvaluator:
                                pool_slots=ti.pool_slots, queue=ti.queue,
                                priority_weight=ti.priority_weight, executor=ti.executor)
             self.session.add(row)
-            self.tis.append(row)
-        self.session.flush()
+            self.session.flush()
+            self.tis.append(TiRow(*(getattr(row, name) for name in _COLUMNS)))
         self.outcome.scheduled += length
         log.info("%s: expanded %s to %d task instances", self.run.run_id, task.task_id, length)
         return True
 
-    def _map_length(self, task: SerializedTask, by_task: dict[str, list[TaskInstance]]) -> int:
+    def _map_length(self, task: SerializedTask, by_task: dict[str, list[TiRow]]) -> int:
         length = 1
         for name, spec in (task.data.get("expand_input") or {}).items():
             if "xcom" in spec:

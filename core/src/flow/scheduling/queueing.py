@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from flow.scheduling.pools import OCCUPYING_STATES, occupied_slots
@@ -59,10 +59,10 @@ def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
     candidates = _candidates(session, now, limit=max(executor_slots * 4, 64), locking=locking)
     if not candidates:
         return []
-    active = _active_per_dag(session, {c[0].dag_id for c in candidates})
-    queued: list[QueuedTry] = []
-    for ti, fileloc, dag_hash, max_active_tasks in candidates:
-        if len(queued) >= executor_slots:
+    active = _active_per_dag(session, {c.dag_id for c in candidates})
+    chosen: list[Any] = []
+    for ti in candidates:
+        if len(chosen) >= executor_slots:
             break
         if ti.pool not in open_slots:
             if warned_pools is not None and ti.pool not in warned_pools:
@@ -73,22 +73,35 @@ def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
             continue
         if open_slots[ti.pool] < ti.pool_slots:
             continue
-        if max_active_tasks is not None and active.get(ti.dag_id, 0) >= max_active_tasks:
-            continue
-        changed = session.execute(
-            update(TaskInstance)
-            .where(TaskInstance.id == ti.id, TaskInstance.state == ti.state,
-                   TaskInstance.try_number == ti.try_number)
-            .values(state=TIS.QUEUED, try_number=ti.try_number + 1, queued_at=now,
-                    queued_by_job_id=job_id, next_retry_at=None, updated_at=now)
-            .execution_options(synchronize_session=False)).rowcount
-        if not changed:
+        if ti.max_active_tasks is not None and active.get(ti.dag_id, 0) >= ti.max_active_tasks:
             continue
         open_slots[ti.pool] -= ti.pool_slots
         active[ti.dag_id] = active.get(ti.dag_id, 0) + 1
-        queued.append(QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,
-                                ti.try_number + 1, fileloc, dag_hash, ti.queue, ti.pool))
-    return queued
+        chosen.append(ti)
+    return _queue(session, chosen, job_id, now)
+
+
+def _queue(session: Session, chosen: list[Any], job_id: int | None,
+           now: datetime) -> list[QueuedTry]:
+    """One guarded UPDATE for the chosen rows, then read back which were queued by it (on
+    PostgreSQL and MySQL the rows are locked, so all are; on SQLite the one scheduler's write
+    transaction decides)."""
+    if not chosen:
+        return []
+    ids = [ti.id for ti in chosen]
+    table = TaskInstance.__table__
+    session.execute(
+        table.update()
+        .where(table.c.id.in_(ids), table.c.state.in_([TIS.SCHEDULED, TIS.UP_FOR_RETRY]))
+        .values(state=TIS.QUEUED, try_number=table.c.try_number + 1, queued_at=now,
+                queued_by_job_id=job_id, next_retry_at=None, updated_at=now))
+    queued = dict(session.execute(
+        select(table.c.id, table.c.try_number).where(
+            table.c.id.in_(ids), table.c.state == TIS.QUEUED, table.c.queued_at == now,
+            table.c.queued_by_job_id == job_id if job_id is not None
+            else table.c.queued_by_job_id.is_(None))).all())
+    return [QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, queued[ti.id], ti.fileloc,
+                      ti.dag_hash, ti.queue, ti.pool) for ti in chosen if ti.id in queued]
 
 
 def _candidates(session: Session, now: datetime, *, limit: int,
@@ -96,7 +109,10 @@ def _candidates(session: Session, now: datetime, *, limit: int,
     ready = or_(TaskInstance.state == TIS.SCHEDULED,
                 and_(TaskInstance.state == TIS.UP_FOR_RETRY,
                      or_(TaskInstance.next_retry_at.is_(None), TaskInstance.next_retry_at <= now)))
-    query = (select(TaskInstance, DagModel.fileloc, DagModel.dag_hash, DagModel.max_active_tasks)
+    query = (select(TaskInstance.id, TaskInstance.dag_id, TaskInstance.run_id,
+                    TaskInstance.task_id, TaskInstance.map_index, TaskInstance.pool,
+                    TaskInstance.pool_slots, TaskInstance.queue, DagModel.fileloc,
+                    DagModel.dag_hash, DagModel.max_active_tasks)
              .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id,
                                 DagRun.run_id == TaskInstance.run_id))
              .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
