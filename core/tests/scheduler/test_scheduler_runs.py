@@ -3,6 +3,7 @@ metadata database: trigger rules, branches, mapping, retries with backoff, pools
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,34 @@ def test_a_broken_dag_file_does_not_stop_good_dags(write_dag: WriteDag, engine: 
     with session_scope(engine) as session:
         states = session.scalars(select(DagRun.state).where(DagRun.dag_id == "good")).all()
     assert states == ["success", "success"]
+
+
+def test_a_backfill_runs_inside_the_scheduler_one_run_at_a_time(
+        write_dag: WriteDag, engine: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from flow.scheduling.backfill import create_backfill, progress
+    from flow.scheduling.processor import DagProcessor
+
+    write_dag("daily_dag.py", """
+        from datetime import datetime
+        from flow import DAG
+        from flow.operators import EmptyOperator
+
+        with DAG("daily", schedule="@daily", start_date=datetime(2024, 1, 1),
+                 is_paused_upon_creation=False):
+            EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
+    """)
+    DagProcessor(engine=engine).process()
+    create_backfill(engine, "daily", datetime(2024, 1, 1, tzinfo=UTC),
+                    datetime(2024, 1, 3, tzinfo=UTC), max_active_runs=1, actor="test")
+    run_scheduler_once()
+    with session_scope(engine) as session:
+        runs = session.scalars(select(DagRun).where(DagRun.backfill_id.is_not(None))
+                               .order_by(DagRun.logical_date)).all()
+    assert [(r.run_type, r.state) for r in runs] == [("backfill", "success")] * 3
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.end_date is not None and later.start_date is not None
+        assert earlier.end_date <= later.start_date  # max_active_runs=1
+    [row] = progress(engine)
+    assert (row["state"], row["success"], row["total"]) == ("completed", 3, 3)
