@@ -41,3 +41,19 @@ def parse(flow_home: Path, engine: Engine) -> Callable[[], None]:
         DagProcessor(flow_home / "dags", engine=engine, config=Config()).process()
 
     return run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "soak: minutes-long scheduler runs; selected with -m soak or FLOW_SOAK=1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import os
+
+    if os.environ.get("FLOW_SOAK") == "1" or "soak" in (config.getoption("-m") or ""):
+        return
+    for item in items:
+        if item.get_closest_marker("soak"):
+            item.add_marker(pytest.mark.skip(reason="a soak test: run with -m soak or "
+                                                    "FLOW_SOAK=1"))
