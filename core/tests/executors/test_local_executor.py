@@ -285,3 +285,41 @@ def test_wait_for_events_returns_as_soon_as_a_task_ends(
     collect(executor, 1)
     assert executor.events() == []
     assert executor.wait_for_events(0) is False
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return {int(child) for child in handle.read().split()}
+
+
+def _wait_for_one_child(pid: int, timeout: float = 10.0) -> int:
+    """The one child of an idle worker (the tries before it are reaped by then)."""
+    deadline = time.monotonic() + timeout
+    while len(children := _children(pid)) != 1:
+        assert time.monotonic() < deadline, f"worker {pid} has children {children}"
+        time.sleep(0.01)
+    return children.pop()
+
+
+def test_an_idle_worker_forks_the_next_tries_process_ahead_and_reaps_it_at_shutdown(
+        engine: Engine, dag_file: Path) -> None:
+    executor = LocalExecutor(parallelism=1, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        [worker] = executor.worker_pids()
+        executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
+        assert finals(collect(executor, 1))["ok"].state == "success"
+        spare = _wait_for_one_child(worker)  # forked while idle, with the DAG imported
+        executor.submit(queue(engine, dag_file, DAG_ID, "slot_0"))
+        events = collect(executor, 1)
+        assert finals(events)["slot_0"].state == "success"
+        [running] = [e for e in events if e.state == "running"]
+        assert running.info["pid"] == spare
+        assert [(r.task_id, r.try_number) for r in ledger_rows(engine)] == [
+            ("ok", 1), ("slot_0", 1)]
+        next_spare = _wait_for_one_child(worker)
+        assert next_spare != spare
+    finally:
+        executor.shutdown(wait=True)
+    assert not process_alive(worker)
+    assert not process_alive(next_spare)

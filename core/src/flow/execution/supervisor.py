@@ -20,6 +20,11 @@ a signal, the OOM killer), ends the try itself: one guarded update ``WHERE state
 try_number = N`` to ``up_for_retry`` or ``failed``, with the reason appended to the try's log.
 So the scheduler learns of a dead task at once, not after the heartbeat timeout.
 
+The final event of a try is sent as soon as its outcome arrives (its state is committed by
+then); the child is reaped when it exits. With :meth:`Supervisor.keep_a_spare` (the local
+worker), the next child is forked while the supervisor is idle and waits, set up and connected
+to the database, for its workload on a pipe.
+
 One supervisor runs many children at once; it never starts a thread (it is forked from), and it
 is driven by :meth:`Supervisor.poll`, which waits on every child at once with a selector.
 """
