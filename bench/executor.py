@@ -140,6 +140,14 @@ def _worker_cpu(executor: Any) -> tuple[float, float]:
     return own, tries
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -200,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             wall = time.perf_counter() - began
             failed = [e for e in events if e.state in FINAL and e.state != "success"]
             worker_cpu = _worker_cpu(executor)
+            worker_rss = [_rss_mb(pid) for pid in executor.worker_pids()]
         finally:
             executor.shutdown(wait=True)
         # Load-independent: CPU of this process, the workers and every try (reaped by the
@@ -217,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  CPU per task (executor, workers and tries): {cpu_ms:.1f} ms "
               f"(workers {worker_cpu[0] / total:.1f} ms, tries {worker_cpu[1] / total:.1f} ms); "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"  worker RSS: {', '.join(f'{mb:.0f} MB' for mb in worker_rss)}")
         sys.stdout.flush()
 
 

@@ -111,6 +111,11 @@ class LocalExecutor(BaseExecutor):
         with self._lock:
             if self._started:
                 return
+            # Once here rather than in every worker (see local_worker.main).
+            from flow.store.migrate import ensure_current
+            from flow.store.session import get_engine
+
+            ensure_current(get_engine())
             self._started, self._stopping = True, False
             self._workers = [_Worker(self, n) for n in range(self.worker_count)]
 

@@ -145,12 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     from flow.execution.supervisor import Supervisor, kill_grace_period
     from flow.execution.task_runner import warm_up
     from flow.plugins import current, set_current
-    from flow.store.migrate import ensure_current
     from flow.store.session import get_engine
 
     config = load_config()
     engine = get_engine()
-    ensure_current(engine)
+    # The executor checked the schema before starting us: importing the migration machinery
+    # here would add 10 MB to the worker, which every fork of a try pays for.
     with engine.connect():  # the dialect initializes once here, not in every forked child
         pass
     plugins = current()
