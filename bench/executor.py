@@ -69,7 +69,7 @@ def ensure_database(url: str) -> None:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return
-    admin_db = "postgres" if backend == "postgresql" else None
+    admin_db = "postgres" if backend == "postgresql" else "mysql"
     admin = create_engine(parsed.set(database=admin_db), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         if backend == "postgresql":
