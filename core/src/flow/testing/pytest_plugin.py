@@ -22,6 +22,11 @@ from typing import Any
 
 import pytest
 
+# The suites' assertions are what a plugin author reads when their plugin falls short: have
+# pytest rewrite them (it only does so by itself for test files and pytest11 modules).
+# Registering only records a name; nothing is imported.
+pytest.register_assert_rewrite("flow.testing.suites", "flow.testing.fixtures")
+
 _SUITES_KEY = "_flow_conformance_suites"
 _OUTCOMES_KEY = "_flow_conformance_outcomes"
 
