@@ -96,8 +96,8 @@ def test_backfill_dry_run_create_list_and_cancel(dags: Path, db_url: str) -> Non
     assert json.loads(flow("backfill", "list", "-o", "json").output) == []
     created = flow("backfill", "create", "daily", "--from", "2024-01-01", "--to", "2024-01-03",
                    "--max-active-runs", "2")
-    assert created.exit_code == 0 and "backfill 1 of daily" in created.output
     [row] = json.loads(flow("backfill", "list", "-o", "json").output)
+    assert created.exit_code == 0 and f"backfill {row['id']} of daily" in created.output
     assert (row["state"], row["total"], row["success"]) == ("running", 3, 0)
     second = flow("backfill", "create", "daily", "--from", "2024-01-01", "--to", "2024-01-02")
     assert second.exit_code == 1 and "already has a running backfill" in second.output

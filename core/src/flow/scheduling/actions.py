@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flow.exceptions import FlowException, ParamValidationError
-from flow.scheduling.dagruns import create_dag_run, load_serialized, run_id_for
+from flow.scheduling.dagruns import create_dag_run, load_serialized, rowcount, run_id_for
 from flow.scheduling.serialization import SerializedDag
 from flow.states import FINISHED_RUN_STATES, FINISHED_TI_STATES, DagRunState, DagRunType
 from flow.states import TaskInstanceState as TIS
@@ -279,8 +279,8 @@ def _clear_one(session: Session, ti: TaskInstance, changes: _Changes) -> None:
         update(TaskInstance).where(TaskInstance.id == ti.id, condition)
         .values(state=None, next_retry_at=None, end_date=None, queued_by_job_id=None,
                 updated_at=utcnow())
-        .execution_options(synchronize_session=False)).rowcount
-    if changed and previous is not None:
+        .execution_options(synchronize_session=False))
+    if rowcount(changed) and previous is not None:
         # A running try that is cleared keeps running; its end is refused by the guarded
         # update (state is no longer running) and the next try gets the next number.
         ti.state = None

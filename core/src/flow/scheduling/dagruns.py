@@ -23,6 +23,11 @@ from flow.utils.timezone import utcnow
 MAX_RETRY_DELAY = timedelta(hours=24)
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE changed (the ORM's Result does not declare ``rowcount``)."""
+    return int(result.rowcount)
+
+
 def run_id_for(run_type: str, logical_date: datetime) -> str:
     """``scheduled__2024-01-01T00:00:00+00:00``: readable and unique per logical date."""
     return f"{run_type}__{logical_date.isoformat()}"

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
+from flow.scheduling.dagruns import rowcount
 from flow.scheduling.deps import (
     FOLLOWED_XCOM_KEY,
     Decision,
@@ -36,7 +37,7 @@ from flow.utils.timezone import utcnow
 log = logging.getLogger(__name__)
 
 
-TI_TABLE = TaskInstance.__table__
+TI_TABLE: Table = TaskInstance.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "dag_id", "run_id", "task_id", "map_index", "state", "try_number", "max_tries",
             "operator", "pool", "pool_slots", "queue", "priority_weight", "executor")
 
@@ -145,9 +146,8 @@ class RunEvaluator:
             if state in FINISHED_TI_STATES:
                 values["end_date"] = self.now
             ids = [ti.id for ti in rows]
-            done = self.session.execute(
-                TI_TABLE.update().where(TI_TABLE.c.id.in_(ids), condition).values(**values)
-            ).rowcount
+            done = rowcount(self.session.execute(
+                TI_TABLE.update().where(TI_TABLE.c.id.in_(ids), condition).values(**values)))
             if done != len(ids):
                 current = dict(self.session.execute(
                     select(TI_TABLE.c.id, TI_TABLE.c.state).where(TI_TABLE.c.id.in_(ids))).all())
@@ -170,9 +170,8 @@ class RunEvaluator:
         values: dict[str, Any] = {"state": state, "updated_at": self.now}
         if state in FINISHED_TI_STATES:
             values["end_date"] = self.now
-        changed = self.session.execute(
-            TI_TABLE.update().where(TI_TABLE.c.id == ti.id, condition).values(**values)
-        ).rowcount
+        changed = rowcount(self.session.execute(
+            TI_TABLE.update().where(TI_TABLE.c.id == ti.id, condition).values(**values)))
         if not changed:
             return False
         ti.state = state
@@ -248,11 +247,12 @@ class RunEvaluator:
             return self._set(ti, TIS.FAILED, f"cannot expand: {err}")
         if length == 0:
             return self._set(ti, TIS.SKIPPED, "expanded to zero task instances")
-        changed = self.session.execute(
+        changed_result = self.session.execute(
             update(TaskInstance).where(TaskInstance.id == ti.id, TaskInstance.state.is_(None),
                                        TaskInstance.map_index == -1)
             .values(map_index=0, state=TIS.SCHEDULED, updated_at=self.now)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False))
+        changed = rowcount(changed_result)
         if not changed:
             return False
         ti.map_index, ti.state = 0, TIS.SCHEDULED

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from flow.scheduling.pools import OCCUPYING_STATES, occupied_slots
@@ -89,7 +89,7 @@ def _queue(session: Session, chosen: list[Any], job_id: int | None,
     if not chosen:
         return []
     ids = [ti.id for ti in chosen]
-    table = TaskInstance.__table__
+    table: Table = TaskInstance.__table__  # type: ignore[assignment]
     session.execute(
         table.update()
         .where(table.c.id.in_(ids), table.c.state.in_([TIS.SCHEDULED, TIS.UP_FOR_RETRY]))

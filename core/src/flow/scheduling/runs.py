@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
-from flow.scheduling.dagruns import RetryPolicy, create_dag_run, run_id_for
+from flow.scheduling.dagruns import RetryPolicy, create_dag_run, rowcount, run_id_for
 from flow.scheduling.planning import RunEvaluator
 from flow.scheduling.serialization import SerializedDag
 from flow.scheduling.timetables import DataInterval, TimeRestriction
@@ -116,7 +116,7 @@ class RunManager:
             select(DagRun.data_interval_start, DagRun.data_interval_end)
             .where(DagRun.dag_id == dag.dag_id, DagRun.run_type == DagRunType.SCHEDULED)
             .order_by(DagRun.data_interval_end.desc()).limit(1)).first()
-        last_interval = DataInterval(last[0], last[1]) if last else None
+        last_interval = DataInterval(last[0], last[1]) if last and last[0] and last[1] else None
         info = timetable.next_dagrun_info(last_interval, restriction)
         now, created = utcnow(), 0
         while (info is not None and info.run_after <= now and active < limit
@@ -173,12 +173,12 @@ class RunManager:
                 if running.get(run.dag_id, 0) >= (limits.get(run.dag_id)
                                                   or DEFAULT_MAX_ACTIVE_RUNS):
                     continue
-                changed = session.execute(
+                changed_result = session.execute(
                     update(DagRun).where(DagRun.id == run.id,
                                          DagRun.state == DagRunState.QUEUED)
                     .values(state=DagRunState.RUNNING, start_date=now, end_date=None,
-                            updated_at=now).execution_options(synchronize_session=False)
-                ).rowcount
+                            updated_at=now).execution_options(synchronize_session=False))
+                changed = rowcount(changed_result)
                 if changed:
                     run.state, run.start_date = DagRunState.RUNNING, now
                     running[run.dag_id] = running.get(run.dag_id, 0) + 1
@@ -232,10 +232,11 @@ class RunManager:
 
     def _end_run(self, session: Session, run: DagRun, state: str) -> bool:
         now = utcnow()
-        changed = session.execute(
+        changed_result = session.execute(
             update(DagRun).where(DagRun.id == run.id, DagRun.state == DagRunState.RUNNING)
             .values(state=state, end_date=now, updated_at=now)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False))
+        changed = rowcount(changed_result)
         if changed:
             run.state, run.end_date = state, now
         return bool(changed)

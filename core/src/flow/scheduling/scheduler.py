@@ -29,6 +29,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
 from flow.scheduling import runs
 from flow.scheduling.callbacks import start_dag_callback
+from flow.scheduling.dagruns import rowcount
 from flow.scheduling.jobs import SchedulerJob, live_scheduler_ids
 from flow.scheduling.pools import ensure_default_pool
 from flow.scheduling.queueing import QueuedTry, queue_ready
@@ -184,7 +185,7 @@ class Scheduler:
         self._periodic("reap", 5.0, self._reap_callbacks)
         busy = self.runs.start_queued_runs()
         events = self._apply_events()
-        evaluated = self._evaluate(force=events > 0 or busy)
+        evaluated = self._evaluate(force=events > 0 or busy > 0)
         submitted = self._queue_and_submit()
         busy = bool(busy or events or evaluated or submitted)
         log.debug("loop %d: %d events, %d scheduled, %d submitted in %.1f ms", self.loops,
@@ -335,14 +336,14 @@ class Scheduler:
             if self._claim(ti, TIS.QUEUED):
                 self._submit(item)
 
-    def _claim(self, ti: TaskInstance, state: str) -> bool:
+    def _claim(self, ti: TaskInstance, state: str | None) -> bool:
         with session_scope(self.engine) as session:
-            return bool(session.execute(
+            return bool(rowcount(session.execute(
                 update(TaskInstance)
                 .where(TaskInstance.id == ti.id, TaskInstance.state == state,
                        TaskInstance.try_number == ti.try_number)
                 .values(queued_by_job_id=self.job.id, queued_at=utcnow())
-                .execution_options(synchronize_session=False)).rowcount)
+                .execution_options(synchronize_session=False))))
 
     def _adopt(self) -> None:
         """Take over the queued and running tries of schedulers that died."""
