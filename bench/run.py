@@ -89,6 +89,26 @@ def startup(options: Options) -> list[Figure]:
     ]
 
 
+def _script(name: str) -> list[Figure]:
+    """Benchmarks with their own report (they seed databases and print tables themselves)."""
+    import subprocess
+
+    subprocess.run([sys.executable, str(Path(__file__).parent / name)], check=True)
+    return []
+
+
+@benchmark("executor")
+def local_executor(options: Options) -> list[Figure]:
+    """The local executor alone: submit to final event, one at a time and 200 at once."""
+    return _script("executor.py")
+
+
+@benchmark("web")
+def web(options: Options) -> list[Figure]:
+    """Server time of the DAG list, grid and graph with 1,000 DAGs and 500 runs of 1,000 tasks."""
+    return _script("web.py")
+
+
 def _print_table(figures: list[tuple[str, Figure]]) -> None:
     rows = [("benchmark", "figure", "value", "target", "", "note")]
     rows += [(bench, f.name, f"{f.value:.1f} {f.unit}",
