@@ -72,6 +72,7 @@ class RunOutcome:
     reason: str = ""
     cancel: list[TiRow] = field(default_factory=list)
     scheduled: int = 0
+    waiting: int = 0  # task instances scheduled or up_for_retry: the queue step has work
 
 
 class RunEvaluator:
@@ -92,6 +93,8 @@ class RunEvaluator:
         while self._pass():
             pass
         self._finish_if_done()
+        self.outcome.waiting = sum(1 for ti in self.tis
+                                   if ti.state in (TIS.SCHEDULED, TIS.UP_FOR_RETRY))
         return self.outcome
 
     # --------------------------------------------------------------------------- one pass

@@ -45,6 +45,7 @@ class RunManager:
         self._xcom: Any = None
         self._unfinished = True
         self._backfilling = False
+        self.waiting = True  # task instances may be waiting to be queued
 
     # ----------------------------------------------------------------------------- helpers
 
@@ -196,7 +197,7 @@ class RunManager:
         running task instances to cancel)."""
         finished: list[tuple[DagRun, str, str, str, bool]] = []
         announcements: list[Any] = []
-        scheduled, cancel = 0, []
+        scheduled, cancel, waiting = 0, [], 0
         with session_scope(self.engine) as session:
             query = (select(DagRun, DagModel.dag_hash, DagModel.fileloc)
                      .join(DagModel, DagModel.dag_id == DagRun.dag_id)
@@ -216,12 +217,14 @@ class RunManager:
                     continue
                 outcome = RunEvaluator(session, run, dag, self.xcom_backend()).evaluate()
                 scheduled += outcome.scheduled
+                waiting += outcome.waiting
                 cancel.extend(outcome.cancel)
                 announcements.extend(outcome.ti_changes)
                 if outcome.final_state and self._end_run(session, run, outcome.final_state):
                     kind = "success" if outcome.final_state == DagRunState.SUCCESS else "failure"
                     wants = bool(dag.data.get(f"has_on_{kind}_callback"))
                     finished.append((run, outcome.final_state, outcome.reason, fileloc, wants))
+        self.waiting = waiting > 0
         for ti, previous, current in announcements:
             self.plugins.task_instance_state_changed(
                 TaskInstanceSnapshot(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,

@@ -40,6 +40,8 @@ from flow.utils.timezone import utcnow
 
 log = logging.getLogger(__name__)
 
+# Seconds between looks for due runs and backfill progress: a run becomes due at most this late.
+RUN_CREATION_INTERVAL = 2.0
 MAX_LOSSES = 3  # a try the executor keeps losing before it starts is failed, not retried forever
 FINAL_EVENTS = frozenset({TIS.SUCCESS, TIS.FAILED, TIS.UP_FOR_RETRY, TIS.SKIPPED, "refused",
                           "lost"})
@@ -176,8 +178,8 @@ class Scheduler:
     def _iteration(self) -> bool:
         now = time.monotonic()
         self._periodic("heartbeat", self.heartbeat_interval, self.job.heartbeat)
-        self._periodic("create_runs", min(1.0, self.idle_sleep), self.runs.create_due_runs)
-        self._periodic("backfills", min(1.0, self.idle_sleep), self.runs.advance_backfills)
+        self._periodic("create_runs", RUN_CREATION_INTERVAL, self.runs.create_due_runs)
+        self._periodic("backfills", RUN_CREATION_INTERVAL, self.runs.advance_backfills)
         self._periodic("zombies", max(1.0, self.task_heartbeat_timeout / 4), self._find_zombies)
         self._periodic("queued_timeout", max(1.0, self.task_queued_timeout / 4),
                        self._requeue_stuck)
@@ -223,7 +225,7 @@ class Scheduler:
 
     def _queue_and_submit(self) -> int:
         slots = self.parallelism - len(self.in_flight)
-        if slots <= 0:
+        if slots <= 0 or not self.runs.waiting:
             return 0
         with session_scope(self.engine) as session:
             queued = queue_ready(session, job_id=self.job.id, executor_slots=slots,
