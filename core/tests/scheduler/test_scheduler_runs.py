@@ -32,8 +32,16 @@ def boom():
     raise RuntimeError("always fails")
 
 
+def record_failure(context):
+    import os
+
+    with open(os.path.join(os.environ["FLOW_HOME"], "run_failed.txt"), "w") as handle:
+        handle.write(f"{context['run_id']}: {context['reason']}")
+
+
 with DAG("features", schedule="@daily", start_date=datetime(2024, 1, 1),
-         end_date=datetime(2024, 1, 1), catchup=True, is_paused_upon_creation=False):
+         end_date=datetime(2024, 1, 1), catchup=True, is_paused_upon_creation=False,
+         on_failure_callback=record_failure):
     branch = BranchPythonOperator(task_id="branch", python_callable=lambda: "left")
     left, right = EmptyOperator(task_id="left"), EmptyOperator(task_id="right")
     after_right = EmptyOperator(task_id="after_right")
@@ -70,8 +78,8 @@ def _tis(engine: Engine) -> dict[tuple[str, int], TaskInstance]:
         return {(ti.task_id, ti.map_index): ti for ti in session.scalars(select(TaskInstance))}
 
 
-def test_trigger_rules_branches_mapping_and_retries_end_to_end(
-        write_dag: WriteDag, engine: Engine) -> None:
+def test_trigger_rules_branches_mapping_retries_and_callbacks_end_to_end(
+        write_dag: WriteDag, engine: Engine, flow_home: Path) -> None:
     write_dag("features_dag.py", FEATURES)
     output = run_scheduler_once()
     tis = _tis(engine)
@@ -92,6 +100,9 @@ def test_trigger_rules_branches_mapping_and_retries_end_to_end(
     assert [t.state for t in tries] == ["up_for_retry", "success"]
     assert tries[1].start_date is not None and tries[0].end_date is not None
     assert (tries[1].start_date - tries[0].end_date).total_seconds() >= 0.9  # the retry delay
+    # The DAG's failure callback ran (in a child process, never in the scheduler).
+    recorded = (flow_home / "run_failed.txt").read_text()
+    assert recorded.startswith(run.run_id) and "after_fail" in recorded
 
 
 POOLED = """
