@@ -4,6 +4,7 @@ metadata database: trigger rules, branches, mapping, retries with backoff, pools
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +205,26 @@ def test_a_backfill_runs_inside_the_scheduler_one_run_at_a_time(
         assert earlier.end_date <= later.start_date  # max_active_runs=1
     [row] = progress(engine)
     assert (row["state"], row["success"], row["total"]) == ("completed", 3, 3)
+
+
+def test_a_run_past_its_dagrun_timeout_fails_and_its_tasks_stop(write_dag: WriteDag,
+                                                                 engine: Engine) -> None:
+    write_dag("slow_dag.py", """
+        import time
+        from datetime import datetime, timedelta
+        from flow import DAG
+        from flow.operators import EmptyOperator, PythonOperator
+
+        with DAG("slow", schedule="@once", start_date=datetime(2024, 1, 1),
+                 dagrun_timeout=timedelta(seconds=2), is_paused_upon_creation=False):
+            PythonOperator(task_id="sleeps", python_callable=lambda: time.sleep(60)) >> \\
+                EmptyOperator(task_id="after")
+    """)
+    started = time.monotonic()
+    run_scheduler_once()
+    assert time.monotonic() - started < 40
+    tis = _tis(engine)
+    with session_scope(engine) as session:
+        assert session.scalars(select(DagRun.state)).one() == "failed"
+    assert tis[("after", -1)].state == "skipped"
+    assert tis[("sleeps", -1)].state in ("failed", "skipped", "up_for_retry")
