@@ -77,6 +77,9 @@ class _Child:
     stop_reason: str | None = None
     kill_at: float | None = None
     started_at: float = field(default_factory=time.monotonic)
+    # Set once its descriptors are closed: one select() can report both the pidfd and the
+    # result pipe, and the pipe's callback must not read a closed (or reused) descriptor.
+    closed: bool = False
 
 
 @dataclass
@@ -380,6 +383,8 @@ class Supervisor:
     # --------------------------------------------------------------------------- the parent
 
     def _read(self, child: _Child) -> None:
+        if child.closed:
+            return
         try:
             data = os.read(child.result_fd, 65536)
         except BlockingIOError:
@@ -430,11 +435,14 @@ class Supervisor:
             self.on_event(self._final_event(child, None, int(message.get("max_rss_kb") or 0)))
 
     def _exited(self, child: _Child) -> None:
+        if child.closed:
+            return
         self._drain(child)
         # Whatever the task left behind in its group dies with it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
         _, status, usage = os.wait4(child.pid, 0)
+        child.closed = True
         for fd in (child.pidfd, child.result_fd):
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fd)
