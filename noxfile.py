@@ -83,6 +83,14 @@ def _has_test_extra(path: Path) -> bool:
 
 
 @nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """Minutes-long crash and HA runs (two schedulers, random kill -9); not part of `tests`."""
+    session.install("-e", f"{ROOT / 'core'}[postgres,mysql,test]")
+    session.run("pytest", "-m", "soak", "-p", "no:cacheprovider", str(ROOT / "core" / "tests"),
+                *session.posargs, env={"FLOW_SOAK": "1", "FLOW_HOME": session.create_tmp()})
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff over the whole workspace."""
     session.install("ruff>=0.6")
