@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -11,6 +12,8 @@ import sys
 import tomllib
 import urllib.request
 from pathlib import Path
+
+from flow.web.users import check_password
 
 from .helpers import wait_for
 
@@ -53,7 +56,16 @@ def test_standalone_creates_home_serves_the_ui_and_stops_on_ctrl_c(tmp_path: Pat
     assert "flow standalone stopped" in output
     with sqlite3.connect(home / "flow.db") as connection:
         jobs = connection.execute("SELECT state, end_date FROM job").fetchall()
+        (password_hash,) = connection.execute(
+            "SELECT password_hash FROM user WHERE username = 'admin'").fetchone()
     assert len(jobs) == 1 and jobs[0][0] == "success" and jobs[0][1] is not None
+    # the generated admin password is printed once, and is the one stored (as a hash only)
+    printed = re.search(r"admin password: (\S+)", output)
+    assert printed is not None, output
+    assert check_password(password_hash, printed.group(1))
+    assert printed.group(1) not in password_hash
+    assert not any(printed.group(1) in p.read_text(errors="replace")
+                   for p in home.rglob("*") if p.is_file() and p.suffix != ".db")
 
 
 def _dag_ids(home: Path) -> list[str]:

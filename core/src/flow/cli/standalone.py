@@ -58,33 +58,26 @@ def copy_examples(dags_folder: Path) -> list[Path]:
     return copied
 
 
-def ensure_admin(home: Path) -> str | None:
-    """Create the ``admin`` user with a random password (saved in FLOW_HOME, mode 600) once;
-    the password file's path, or None when the web UI is not installed."""
-    try:
-        from flow.web.users import create_user
-    except ImportError:
-        return None
+def ensure_admin() -> str | None:
+    """Create the ``admin`` user with a random password the first time; that password (to be
+    printed once: flow keeps only its hash), or None when the user already exists."""
     from sqlalchemy import select
 
     from flow.store.models import User
     from flow.store.session import session_scope
+    from flow.web.users import create_user
 
-    path = home / "standalone_admin_password.txt"
     with session_scope() as session:
-        if session.scalars(select(User).where(User.username == "admin")).first() is None:
-            password = secrets.token_urlsafe(16)
-            create_user(session, "admin", password, "admin", None)
-            path.write_text(password + "\n")
-            path.chmod(0o600)
-    return str(path) if path.exists() else None
+        if session.scalars(select(User).where(User.username == "admin")).first() is not None:
+            return None
+        password = secrets.token_urlsafe(16)
+        create_user(session, "admin", password, "admin", None)
+        return password
 
 
-def start_web_server(host: str, port: int) -> threading.Thread | None:
-    try:
-        from flow.web.server import serve
-    except ImportError:
-        return None
+def start_web_server(host: str, port: int) -> threading.Thread:
+    from flow.web.server import serve
+
     thread = threading.Thread(target=serve, args=(host, port), name="web-server", daemon=True)
     thread.start()
     return thread
@@ -122,10 +115,12 @@ def standalone(no_webserver: bool, port: int | None) -> None:
     if not no_webserver:
         host = str(config.get("webserver", "host"))
         port = port if port is not None else int(config.get("webserver", "port"))
-        password_file = ensure_admin(home)
-        if start_web_server(host, port) is not None:
-            click.echo(f"web UI:      http://{host}:{port}  (user admin, password in "
-                       f"{password_file})")
+        password = ensure_admin()
+        start_web_server(host, port)
+        click.echo(f"web UI:      http://{host}:{port}  (user admin)")
+        if password is not None:
+            click.echo(f"admin password: {password}  (shown once; flow keeps only its hash: "
+                       "`flow users reset-password admin` sets a new one)")
     click.echo("stop with Ctrl-C")
     scheduler = Scheduler(engine=engine, config=config)
     scheduler.install_signal_handlers()
