@@ -1,0 +1,387 @@
+"""The scheduler end to end: trigger-to-success through ``flow scheduler``, hop latency, memory
+and DAG parsing.
+
+    python bench/scheduler.py                       # every workload, a fresh SQLite database
+    python bench/scheduler.py --workload chain --repeat 3
+    python bench/scheduler.py --db-url postgresql+psycopg://postgres@127.0.0.1:5432/flow_bench
+
+Workloads (``bench/workloads/``): fanout-200 (start, 200 independent no-op tasks, join),
+chain-50 (50 no-op tasks in a chain) and parse-1000 (1000 generated files of 10 tasks each).
+For fanout and chain, each repetition uses a fresh FLOW_HOME with the workload as its only DAG
+file and the local executor: the folder is parsed, the DAG unpaused, ``flow scheduler`` started
+as a subprocess and, once it is idle, a run is triggered; the wall time runs from the trigger to
+the run's success (its row polled every 5 ms). Peak RSS sums the scheduler and every descendant
+(workers, tries, parse processes), sampled every 50 ms from /proc. Figures are printed, never
+asserted. A server database named in ``--db-url`` is created when missing; each repetition
+empties it first (``downgrade`` is not used: tables are dropped and migrated again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from executor import ensure_database, percentile, prepare_environment
+from workloads.parse_1000 import write_dag_files
+
+WORKLOADS = Path(__file__).parent / "workloads"
+DAGS = {"fanout": ("fanout_200.py", "bench_fanout_200"), "chain": ("chain_50.py", "bench_chain_50")}
+ACTOR = "bench"
+
+
+@dataclass
+class RunFigures:
+    wall: float
+    tasks: int
+    hops_ms: list[float]
+    peak_rss_mb: float
+    states: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ process tree
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(root: int) -> float:
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += _rss_kb(pid)
+        pending += _children(pid)
+    return total / 1024
+
+
+def tree_cpu_ticks(root: int) -> int:
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+        pending += _children(pid)
+    return total
+
+
+class PeakRss:
+    """Samples the RSS of a process tree every 50 ms in a thread; ``peak`` is the highest sum."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss_mb(self.root))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------------------------- database
+
+
+def fresh_database(url: str) -> Any:
+    """An engine on an empty, migrated database."""
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import make_url
+
+    from flow.store.migrate import upgrade
+    from flow.store.session import dispose_engines, get_engine
+
+    dispose_engines()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
+    engine = get_engine(url)
+    if parsed.get_backend_name() != "sqlite":
+        metadata = MetaData()
+        metadata.reflect(engine)
+        metadata.drop_all(engine)
+    upgrade(engine)
+    return engine
+
+
+def wait_idle(pid: int, engine: Any, timeout: float = 30.0) -> None:
+    """Until the scheduler has its job row and its process tree spent no CPU for 0.5 s."""
+    from sqlalchemy import select
+
+    from flow.store.models import Job
+    from flow.store.session import session_scope
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope(engine) as session:
+            if session.scalars(select(Job.id).where(Job.job_type == "scheduler",
+                                                    Job.state == "running")).first():
+                break
+        time.sleep(0.05)
+    else:
+        raise SystemExit("the scheduler did not start within 30 s")
+    quiet_since, ticks = time.monotonic(), tree_cpu_ticks(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = tree_cpu_ticks(pid)
+        if now != ticks:
+            quiet_since, ticks = time.monotonic(), now
+        elif time.monotonic() - quiet_since >= 0.5:
+            return
+    raise SystemExit("the scheduler did not become idle within 30 s")
+
+
+def run_workload(name: str, url: str, home: Path) -> RunFigures:
+    """One triggered run of ``name`` through a ``flow scheduler`` subprocess."""
+    from sqlalchemy import select
+
+    from flow.scheduling.actions import set_paused, trigger_dag_run
+    from flow.scheduling.processor import DagProcessor
+    from flow.store.models import DagRun, TaskInstance
+    from flow.store.session import dispose_engines, session_scope
+
+    filename, dag_id = DAGS[name]
+    dags = home / "dags"
+    shutil.copy(WORKLOADS / filename, dags / filename)
+    engine = fresh_database(url)
+    DagProcessor(dags, engine=engine).process()
+    set_paused(dag_id, False, actor=ACTOR, source="cli")
+    from flow.scheduling.dagbag import load_dag_file
+
+    [dag] = load_dag_file(dags / filename).dags
+    edges = [(up, task.task_id) for task in dag.tasks for up in task.upstream_task_ids]
+
+    flow = Path(sys.executable).with_name("flow")
+    command = [str(flow)] if flow.exists() else [sys.executable, "-m", "flow.cli.main"]
+    log = (home / "scheduler.log").open("w")
+    scheduler = subprocess.Popen([*command, "scheduler"], stdout=log, stderr=log)
+    try:
+        with PeakRss(scheduler.pid) as rss:
+            wait_idle(scheduler.pid, engine)
+            began = time.perf_counter()
+            run = trigger_dag_run(dag_id, actor=ACTOR, source="cli")
+            run_id = run.run_id
+            deadline = began + 120
+            while True:
+                with session_scope(engine) as session:
+                    state = session.scalar(select(DagRun.state).where(
+                        DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+                if state in ("success", "failed"):
+                    break
+                if time.perf_counter() > deadline or scheduler.poll() is not None:
+                    raise SystemExit(f"{name}: run still {state}; see {home / 'scheduler.log'}")
+                time.sleep(0.005)
+            wall = time.perf_counter() - began
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        try:
+            scheduler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
+            scheduler.wait()
+        log.close()
+    with session_scope(engine) as session:
+        rows = session.execute(select(TaskInstance.task_id, TaskInstance.state,
+                                      TaskInstance.start_date, TaskInstance.end_date)
+                               .where(TaskInstance.dag_id == dag_id,
+                                      TaskInstance.run_id == run_id)).all()
+    dispose_engines()
+    by_id = {row.task_id: row for row in rows}
+    states: dict[str, int] = {}
+    for row in rows:
+        states[str(row.state)] = states.get(str(row.state), 0) + 1
+    hops = [(by_id[down].start_date - by_id[up].end_date).total_seconds() * 1000
+            for up, down in edges
+            if by_id[up].end_date is not None and by_id[down].start_date is not None]
+    if state != "success":
+        print(f"  {name}: the run ended {state}: {states}")
+    return RunFigures(wall, len(rows), hops, rss.peak, states)
+
+
+# ------------------------------------------------------------------------------------- parse
+
+
+def parse_figures(url: str, home: Path) -> tuple[float, float, int]:
+    """First parse of 1000 generated files and a re-parse with nothing changed, each by a new
+    DagProcessor (as a restarted scheduler would)."""
+    from flow.scheduling.processor import DagProcessor
+    from flow.store.session import dispose_engines
+
+    folder = home / "parse"
+    write_dag_files(folder)
+    engine = fresh_database(url)
+    first = DagProcessor(folder, engine=engine).process()
+    if len(first.parsed) != 1000:
+        print(f"  parse-1000: {len(first.parsed)} files parsed of {first.files}")
+    again = DagProcessor(folder, engine=engine).process()
+    dispose_engines()
+    return first.duration, again.duration, len(again.parsed)
+
+
+# ------------------------------------------------------------------------------------ limits
+
+
+def fork_exit_ms(samples: int = 200) -> float:
+    """fork + exit + wait of this (warm, flow imported) process."""
+    timings = []
+    for _ in range(samples):
+        began = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        timings.append((time.perf_counter() - began) * 1000)
+    return statistics.median(timings)
+
+
+def sqlite_commit_ms(folder: Path, samples: int = 200) -> float:
+    connection = sqlite3.connect(folder / "commit.db", isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    timings = []
+    for i in range(samples):
+        began = time.perf_counter()
+        connection.execute("BEGIN")
+        connection.execute("INSERT INTO t (v) VALUES (?)", (str(i),))
+        connection.execute("COMMIT")
+        timings.append((time.perf_counter() - began) * 1000)
+    connection.close()
+    return statistics.median(timings)
+
+
+def server_commit_ms(url: str, samples: int = 200) -> float:
+    from sqlalchemy import text
+
+    from flow.store.session import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS bench_commit"))
+        connection.execute(text("CREATE TABLE bench_commit (id SERIAL PRIMARY KEY, v TEXT)"))
+        connection.commit()
+        timings = []
+        for i in range(samples):
+            began = time.perf_counter()
+            connection.execute(text("INSERT INTO bench_commit (v) VALUES (:v)"), {"v": str(i)})
+            connection.commit()
+            timings.append((time.perf_counter() - began) * 1000)
+        connection.execute(text("DROP TABLE bench_commit"))
+        connection.commit()
+    engine.dispose()
+    return statistics.median(timings)
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def _row(figure: str, value: str, target: str, ok: bool | None) -> tuple[str, str, str, str]:
+    verdict = "" if ok is None else ("ok" if ok else "OVER TARGET")
+    return figure, value, target, verdict
+
+
+def _print(rows: list[tuple[str, str, str, str]]) -> None:
+    rows = [("figure", "value", "target", ""), *rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db-url", default=None, help="default: a SQLite file in a temp dir")
+    parser.add_argument("--workload", choices=["fanout", "chain", "parse", "all"], default="all")
+    parser.add_argument("--repeat", type=int, default=1, help="repetitions of each workload")
+    args = parser.parse_args(argv)
+    names = ["fanout", "chain", "parse"] if args.workload == "all" else [args.workload]
+    rows: list[tuple[str, str, str, str]] = []
+
+    with tempfile.TemporaryDirectory(prefix="flow-bench-sched-") as folder:
+        home = Path(folder)
+        url = prepare_environment(home, args.db_url)
+        os.environ["FLOW__CORE__EXECUTOR"] = "local"
+        ensure_database(url)
+        backend = url.split(":", 1)[0].split("+", 1)[0]
+        peaks: list[float] = []
+        for name in names:
+            for _ in range(args.repeat):
+                if name == "parse":
+                    first, again, reparsed = parse_figures(url, home)
+                    rows.append(_row("parse-1000 first parse", f"{first:.2f} s", "<= 3 s",
+                                     first <= 3))
+                    rows.append(_row("parse-1000 re-parse, nothing changed",
+                                     f"{again:.3f} s ({reparsed} files parsed)", "<= 0.2 s",
+                                     again <= 0.2))
+                    continue
+                figures = run_workload(name, url, home)
+                for stale in (home / "dags").iterdir():
+                    stale.unlink()
+                peaks.append(figures.peak_rss_mb)
+                label = f"{name}-{200 if name == 'fanout' else 50}"
+                per_task = figures.wall / figures.tasks * 1000
+                target_ok = figures.wall <= 0.5 if name == "fanout" else None
+                rows.append(_row(f"{label} trigger-to-success", f"{figures.wall:.2f} s",
+                                 "<= 0.5 s" if name == "fanout" else "", target_ok))
+                rows.append(_row(f"{label} per-task overhead", f"{per_task:.1f} ms", "", None))
+                p50 = statistics.median(figures.hops_ms)
+                rows.append(_row(f"{label} hop p50 / p99",
+                                 f"{p50:.1f} / {percentile(figures.hops_ms, 0.99):.1f} ms",
+                                 "p50 <= 5 ms" if name == "chain" else "",
+                                 p50 <= 5 if name == "chain" else None))
+                rows.append(_row(f"{label} peak RSS (scheduler tree)",
+                                 f"{figures.peak_rss_mb:.0f} MB", "<= 150 MB",
+                                 figures.peak_rss_mb <= 150))
+        rows.append(_row("limit: fork + exit, warm process", f"{fork_exit_ms():.2f} ms", "", None))
+        rows.append(_row("limit: SQLite commit (WAL)", f"{sqlite_commit_ms(home):.2f} ms", "",
+                         None))
+        if backend == "postgresql":
+            rows.append(_row("limit: PostgreSQL commit", f"{server_commit_ms(url):.2f} ms", "",
+                             None))
+    print(f"flow scheduler, local executor, {backend}, {os.cpu_count()} CPUs, "
+          "every state persisted, each try in its own forked process")
+    _print(rows)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
