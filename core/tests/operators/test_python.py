@@ -34,6 +34,12 @@ def test_python_operator_calls_with_op_args_and_op_kwargs_and_returns_the_value(
     assert "Returned value was: 30" in caplog.text
 
 
+def test_a_builtin_without_a_signature_is_called_with_its_op_args():
+    with DAG("py"):
+        op = PythonOperator(task_id="largest", python_callable=max, op_args=[3, 10, 7])
+    assert _run(op, {"ds": "2024-01-01", "ti": object()}) == 10
+
+
 def test_return_value_can_be_kept_out_of_the_logs(caplog):
     with DAG("py_quiet"):
         op = PythonOperator(task_id="q", python_callable=lambda: "secret-ish",

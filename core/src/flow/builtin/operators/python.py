@@ -14,8 +14,13 @@ from flow.exceptions import DagDefinitionError
 
 def context_kwargs(function: Callable[..., Any], context: Mapping[str, Any],
                    args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``kwargs`` plus the context entries ``function`` asks for by name (all with ``**``)."""
-    parameters = inspect.signature(function).parameters
+    """``kwargs`` plus the context entries ``function`` asks for by name (all with ``**``).
+
+    A builtin without an introspectable signature (``time.sleep``) asks for none."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (ValueError, TypeError):
+        return dict(kwargs)
     positional = [p.name for p in parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     taken = set(positional[:len(args)]) | set(kwargs)
