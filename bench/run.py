@@ -103,6 +103,12 @@ def local_executor(options: Options) -> list[Figure]:
     return _script("executor.py")
 
 
+@benchmark("scheduler")
+def scheduler(options: Options) -> list[Figure]:
+    """fanout-200, chain-50 through `flow scheduler` (local executor), parse-1000, limits."""
+    return _script("scheduler.py")
+
+
 @benchmark("web")
 def web(options: Options) -> list[Figure]:
     """Server time of the DAG list, grid and graph with 1,000 DAGs and 500 runs of 1,000 tasks."""
