@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,18 @@ from flow.config import Config
 from flow.scheduling.processor import DagProcessor
 from flow.store.session import get_engine
 
+from .helpers import LEDGER_TASK, create_ledger, drop_ledger
+
 WriteDag = Callable[[str, str], Path]
+
+
+@pytest.fixture
+def ledger_engine(engine: Engine, flow_home: Path) -> Iterator[Engine]:
+    """The engine, with the ledger table that test tasks write one row per try into."""
+    (flow_home / "dags" / "ledger_task.py").write_text(LEDGER_TASK)
+    create_ledger(engine)
+    yield engine
+    drop_ledger(engine)
 
 
 @pytest.fixture

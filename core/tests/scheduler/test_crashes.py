@@ -6,11 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 
 from flow.store.models import DagRun, Job, TaskInstance
@@ -19,9 +17,6 @@ from flow.utils.timezone import utcnow
 
 from .conftest import WriteDag
 from .helpers import (
-    LEDGER_TASK,
-    create_ledger,
-    drop_ledger,
     ledger,
     run_scheduler_once,
     start_scheduler,
@@ -41,14 +36,6 @@ with DAG("wide", schedule="@once", start_date=datetime(2024, 1, 1),
         start >> PythonOperator(task_id=f"t{i}", python_callable=ledgered,
                                 op_kwargs={"seconds": 0.1})
 """
-
-
-@pytest.fixture
-def ledger_engine(engine: Engine, flow_home: Path) -> Iterator[Engine]:
-    (flow_home / "dags" / "ledger_task.py").write_text(LEDGER_TASK)
-    create_ledger(engine)
-    yield engine
-    drop_ledger(engine)
 
 
 def _running_jobs(engine: Engine) -> list[Job]:

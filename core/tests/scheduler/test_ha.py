@@ -4,8 +4,6 @@ no try queued or started twice, pool limits never exceeded."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -15,7 +13,7 @@ from flow.store.models import DagRun, Job, TaskInstance, TaskInstanceTry
 from flow.store.session import session_scope
 
 from .conftest import WriteDag
-from .helpers import LEDGER_TASK, create_ledger, drop_ledger, ledger, start_scheduler, wait_for
+from .helpers import ledger, start_scheduler, wait_for
 from .test_scheduler_runs import _most_at_once
 
 CATCHUP = """
@@ -34,14 +32,6 @@ with DAG("catchup", schedule="@hourly", start_date=start, end_date=start + timed
                                 op_kwargs={"seconds": 0.05})
 """
 RUNS, TASKS_PER_RUN, POOL_SLOTS = 30, 5, 3
-
-
-@pytest.fixture
-def ledger_engine(engine: Engine, flow_home: Path) -> Iterator[Engine]:
-    (flow_home / "dags" / "ledger_task.py").write_text(LEDGER_TASK)
-    create_ledger(engine)
-    yield engine
-    drop_ledger(engine)
 
 
 def _successful_runs(engine: Engine) -> int:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 
 from flow.store.models import DagRun, TaskInstance, TaskInstanceTry
 from flow.store.session import session_scope
 
 from .conftest import WriteDag
-from .helpers import LEDGER_TASK, create_ledger, drop_ledger, ledger, run_scheduler_once
+from .helpers import ledger, run_scheduler_once
 
 FEATURES = """
 from datetime import datetime, timedelta
@@ -118,14 +116,6 @@ with DAG("pooled", schedule=None, start_date=datetime(2024, 1, 1),
         PythonOperator(task_id=f"t{i}", python_callable=ledgered, op_kwargs={"seconds": 0.3},
                        pool="two", priority_weight=i)
 """
-
-
-@pytest.fixture
-def ledger_engine(engine: Engine, flow_home: Path) -> Iterator[Engine]:
-    (flow_home / "dags" / "ledger_task.py").write_text(LEDGER_TASK)
-    create_ledger(engine)
-    yield engine
-    drop_ledger(engine)
 
 
 def _most_at_once(rows: list[tuple[float, float]]) -> int:

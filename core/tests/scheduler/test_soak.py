@@ -8,8 +8,6 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -19,7 +17,7 @@ from flow.store.models import DagRun, TaskInstance
 from flow.store.session import session_scope
 
 from .conftest import WriteDag
-from .helpers import LEDGER_TASK, create_ledger, drop_ledger, ledger, start_scheduler
+from .helpers import ledger, start_scheduler
 from .test_scheduler_runs import _most_at_once
 
 HOURS = 120
@@ -39,14 +37,6 @@ with DAG("soak", schedule="@hourly", start_date=start,
         first >> PythonOperator(task_id=f"t{{i}}", python_callable=ledgered, pool="three",
                                 op_kwargs={{"seconds": 0.02}})
 """
-
-
-@pytest.fixture
-def ledger_engine(engine: Engine, flow_home: Path) -> Iterator[Engine]:
-    (flow_home / "dags" / "ledger_task.py").write_text(LEDGER_TASK)
-    create_ledger(engine)
-    yield engine
-    drop_ledger(engine)
 
 
 @pytest.mark.soak
