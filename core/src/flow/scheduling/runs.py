@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
+from flow.scheduling.crashpoints import crash_point
 from flow.scheduling.dagruns import RetryPolicy, create_dag_run, rowcount, run_id_for
 from flow.scheduling.planning import RunEvaluator
 from flow.scheduling.serialization import SerializedDag
@@ -100,6 +101,8 @@ class RunManager:
                     continue
             if created:
                 self._unfinished = True
+        if created:
+            crash_point("run_created")
         return created
 
     def _create_for(self, session: Session, dag_model: DagModel) -> int:
@@ -184,6 +187,8 @@ class RunManager:
                     run.state, run.start_date = DagRunState.RUNNING, now
                     running[run.dag_id] = running.get(run.dag_id, 0) + 1
                     started.append(run)
+        if started:
+            crash_point("run_started")
         for run in started:
             self._announce_run(run, DagRunState.QUEUED, DagRunState.RUNNING)
         if started:
@@ -225,6 +230,10 @@ class RunManager:
                     wants = bool(dag.data.get(f"has_on_{kind}_callback"))
                     finished.append((run, outcome.final_state, outcome.reason, fileloc, wants))
         self.waiting = waiting > 0
+        if scheduled:
+            crash_point("run_evaluated")
+        if finished:
+            crash_point("run_finished")
         for ti, previous, current in announcements:
             self.plugins.task_instance_state_changed(
                 TaskInstanceSnapshot(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
 from flow.scheduling import runs
 from flow.scheduling.callbacks import start_dag_callback
+from flow.scheduling.crashpoints import crash_point
 from flow.scheduling.dagruns import rowcount
 from flow.scheduling.jobs import SchedulerJob, live_scheduler_ids
 from flow.scheduling.pools import ensure_default_pool
@@ -230,8 +231,12 @@ class Scheduler:
         with session_scope(self.engine) as session:
             queued = queue_ready(session, job_id=self.job.id, executor_slots=slots,
                                  now=utcnow(), warned_pools=self._warned_pools)
+        if queued:
+            crash_point("tries_queued")
         for item in queued:
             self._submit(item)
+        if queued:
+            crash_point("tries_submitted")
         return len(queued)
 
     def _submit(self, item: QueuedTry) -> None:
@@ -253,6 +258,8 @@ class Scheduler:
                 del self.in_flight[event.key]
             if event.state == "lost":
                 self._handle_lost(event)
+        if events:
+            crash_point("events_applied")
         return len(events)
 
     def _handle_lost(self, event: TaskEvent) -> None:
@@ -364,6 +371,7 @@ class Scheduler:
         for (ti, fileloc, dag_hash), key in zip(rows, keys, strict=True):
             if not self._claim(ti, ti.state):
                 continue
+            crash_point("tries_adopted")
             if key not in not_adopted:
                 self.in_flight[key] = ti.try_number
             elif ti.state == TIS.QUEUED:
