@@ -1,8 +1,10 @@
 """Connections: a task reads connection `example_api` and logs what it found.
 
-Set it with `FLOW_CONN_EXAMPLE_API=http://demo:s3cr3t-demo@127.0.0.1:8080/api` (or
-`flow connections add`). Nothing is contacted: the task only reads the connection. Its
-password is logged on purpose, to show that the task log masks it as ***.
+`flow standalone` stores it (its password encrypted) when it loads the examples; `nox -s demo`
+sets it as FLOW_CONN_EXAMPLE_API. Elsewhere add it yourself:
+`flow connections add example_api --conn-uri http://demo:PASSWORD@127.0.0.1:8080/api`.
+Nothing is contacted: the task only reads the connection. Its password is logged on purpose,
+to show that the task log masks it as ***.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """``flow standalone``: flow on one machine in one command.
 
 Creates FLOW_HOME and its ``flow.toml`` (a generated Fernet key and web server secret key), the
-SQLite database, a DAG folder with the example DAGs (``FLOW_HOME/dags``, filled once, from the
-examples of a flow source checkout: the wheel ships none), an ``admin`` user for the UI, then
-runs the scheduler and, in the same process, the web server. Ctrl-C (or SIGTERM) stops both:
-the executor finishes what runs and the scheduler's job row is ended.
+SQLite database, a DAG folder with the example DAGs (``FLOW_HOME/dags``, copied from the
+``flow/example_dags`` folder of the installed package, or from ``examples/`` of the source
+checkout an editable install runs from) and the ``example_api`` connection the examples read,
+an ``admin`` user for the UI, then runs the scheduler and, in the same process, the web server.
+Ctrl-C (or SIGTERM) stops both: the executor finishes what runs and the scheduler's job row is
+ended.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from pathlib import Path
 import click
 
 EXAMPLE_PATTERN = "*.py"
+# Read by examples/example_connections.py. Nothing is contacted; its password is there to show
+# that task logs mask it.
+EXAMPLE_CONNECTION_ID = "example_api"
+EXAMPLE_CONNECTION_URI = "http://demo:s3cr3t-demo@127.0.0.1:8080/api"
 
 
 def write_config(home: Path) -> bool:
@@ -38,12 +44,22 @@ def write_config(home: Path) -> bool:
     return True
 
 
-def packaged_examples() -> list[Path]:
-    """Example DAG files next to this flow: the ``examples/`` folder of a source checkout."""
+def examples_folder() -> Path | None:
+    """Where the example DAGs are: ``flow/example_dags`` in an installed wheel, else the
+    ``examples/`` folder of the source checkout that an editable install runs from."""
     import flow
 
-    root = Path(flow.__file__).resolve().parents[3] / "examples"
-    return sorted(root.glob(EXAMPLE_PATTERN)) if root.is_dir() else []
+    package = Path(flow.__file__).resolve().parent
+    for candidate in (package / "example_dags", package.parents[2] / "examples"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def packaged_examples() -> list[Path]:
+    """The example DAG files shipped with this flow (none if it has none)."""
+    folder = examples_folder()
+    return sorted(folder.glob(EXAMPLE_PATTERN)) if folder is not None else []
 
 
 def copy_examples(dags_folder: Path) -> list[Path]:
@@ -56,6 +72,26 @@ def copy_examples(dags_folder: Path) -> list[Path]:
             shutil.copyfile(source, target)
             copied.append(target)
     return copied
+
+
+def ensure_example_connection() -> bool:
+    """Store the connection the examples read, unless one with its id is stored already;
+    True if stored. Its password is Fernet-encrypted like any connection's."""
+    from flow.secrets.connection import Connection
+    from flow.secrets.database import load_connection, save_connection
+    from flow.store.event_log import os_user, record_user_action
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        if load_connection(EXAMPLE_CONNECTION_ID, session=session) is not None:
+            return False
+        connection = Connection.from_uri(
+            EXAMPLE_CONNECTION_URI, conn_id=EXAMPLE_CONNECTION_ID,
+            description="read by the example DAG example_connections; contacts nothing")
+        save_connection(connection, session=session)
+        record_user_action(os_user(), "connection.create", EXAMPLE_CONNECTION_ID,
+                           connection.to_dict(reveal=False), source="cli", session=session)
+        return True
 
 
 def ensure_admin() -> str | None:
@@ -73,6 +109,17 @@ def ensure_admin() -> str | None:
         password = secrets.token_urlsafe(16)
         create_user(session, "admin", password, "admin", None)
         return password
+
+
+def load_examples(dags_folder: Path) -> None:
+    copied = copy_examples(dags_folder)
+    if copied:
+        click.echo(f"copied {len(copied)} example DAG(s) into {dags_folder}")
+    elif not packaged_examples():
+        click.echo("no example DAGs found in this installation of flow")
+    if ensure_example_connection():
+        click.echo(f"added connection {EXAMPLE_CONNECTION_ID!r} (read by example_connections; "
+                   "its password is stored encrypted)")
 
 
 def start_web_server(host: str, port: int) -> threading.Thread:
@@ -102,12 +149,10 @@ def standalone(no_webserver: bool, port: int | None) -> None:
     config = load_config()
     dags_folder = Path(str(config.get("core", "dags_folder")))
     dags_folder.mkdir(parents=True, exist_ok=True)
-    if config.get("core", "load_examples"):
-        copied = copy_examples(dags_folder)
-        if copied:
-            click.echo(f"copied {len(copied)} example DAG(s) into {dags_folder}")
     engine = get_engine()
     upgrade(engine)
+    if config.get("core", "load_examples"):
+        load_examples(dags_folder)
     configure_logging()
     click.echo(f"FLOW_HOME:   {home}")
     click.echo(f"DAG folder:  {dags_folder}")
