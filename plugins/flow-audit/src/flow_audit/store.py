@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from flow_audit.chain import GENESIS, Entry, Record, anchor_for, seal, utc_timestamp
 
@@ -104,15 +104,21 @@ def ensure_tables(engine: Engine) -> None:
     with _ready_lock:
         if id(engine) in _ready:
             return
+        for attempt in range(5):
+            try:
+                metadata.create_all(engine, checkfirst=True)
+                break
+            except DBAPIError:
+                # Another process created a table between the check and the CREATE.
+                if attempt == 4:
+                    raise
         try:
-            metadata.create_all(engine, checkfirst=True)
-        except DBAPIError:
-            # Another process created them between the check and the CREATE.
-            metadata.create_all(engine, checkfirst=True)
-        with engine.begin() as connection:
-            if connection.scalar(select(func.count()).select_from(audit_chain_head)) == 0:
-                connection.execute(insert(audit_chain_head).values(
-                    id=HEAD_ID, seq=0, record_hash=GENESIS))
+            with engine.begin() as connection:
+                if connection.scalar(select(func.count()).select_from(audit_chain_head)) == 0:
+                    connection.execute(insert(audit_chain_head).values(
+                        id=HEAD_ID, seq=0, record_hash=GENESIS))
+        except IntegrityError:
+            pass  # another process inserted the head row first
         _ready.add(id(engine))
 
 
