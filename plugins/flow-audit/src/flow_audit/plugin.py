@@ -44,7 +44,7 @@ def flow_connection_accessed(conn_id: str, accessor: dict[str, Any]) -> None:
 
 @hookimpl
 def flow_task_instance_state_changed(ti: Any, previous: str | None, current: str) -> None:
-    from flow_audit.recorder import FINAL_STATES, recorder
+    from flow_audit.recorder import recorder
 
     audit = recorder()
     if not audit.settings.record_state_changes:
@@ -57,8 +57,7 @@ def flow_task_instance_state_changed(ti: Any, previous: str | None, current: str
     audit.add(Entry("task_instance_state", "flow", "task_instance.state_changed", target,
                     {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
                      "map_index": map_index, "try_number": getattr(ti, "try_number", None),
-                     "previous": previous, "current": current}),
-              final=current in FINAL_STATES)
+                     "previous": previous, "current": current}))
 
 
 @hookimpl
@@ -76,7 +75,7 @@ def flow_dag_run_state_changed(run: Any, previous: str | None, current: str) -> 
                     {"dag_id": run.dag_id, "run_id": run.run_id,
                      "run_type": str(getattr(run, "run_type", "") or ""),
                      "logical_date": logical_date.isoformat() if logical_date else None,
-                     "previous": previous, "current": current}), final=True)
+                     "previous": previous, "current": current}))
 
 
 @hookimpl

@@ -5,10 +5,11 @@ list append). A writer thread appends the buffer in batches: at once for a user 
 when ``[audit] batch_size`` records wait or ``[audit] flush_interval`` seconds passed. At a
 clean exit the buffer is written before the process ends (``atexit``).
 
-A forked child (a task's try under the local executor) ends with ``os._exit``, which runs no
-``atexit`` handler, and its parent's writer thread does not exist in it. There the buffer is
-written synchronously, in one transaction, when the try's final state is recorded, or a user
-action or run state arrives; records the parent buffered before the fork are the parent's.
+A forked child (where a try runs its operator under the local executor) ends with
+``os._exit``, which runs no ``atexit`` handler, and its parent's writer thread does not exist in
+it; nothing tells it that it is about to end. There each record is written before the hook
+returns; records the parent buffered before the fork are the parent's to write. Such records are
+few (a task's connection reads): the state changes come from the long-lived processes.
 
 A failed write is logged and counted (``stats()``), and retried with a growing pause; the
 buffer keeps at most ``[audit] max_buffer`` records, dropping (and counting) the oldest.
@@ -29,11 +30,6 @@ from flow_audit.chain import Entry
 from flow_audit.settings import AuditSettings
 
 log = logging.getLogger(__name__)
-
-# Final task instance states: a forked try writes its buffer when it reaches one.
-FINAL_STATES = frozenset({"success", "failed", "up_for_retry", "skipped", "upstream_failed",
-                          "removed", "up_for_reschedule"})
-
 
 @dataclass
 class Stats:
@@ -67,9 +63,9 @@ class Recorder:
 
     # ------------------------------------------------------------------------------ hooks
 
-    def add(self, entry: Entry, *, urgent: bool = False, final: bool = False) -> None:
-        """Buffer ``entry``; ``urgent`` (a user action) wakes the writer at once, ``final``
-        (a try's last state) makes a forked child write before it exits."""
+    def add(self, entry: Entry, *, urgent: bool = False) -> None:
+        """Buffer ``entry``; ``urgent`` (a user action) wakes the writer at once. In a forked
+        child it is written before this returns."""
         with self._condition:
             if len(self._buffer) >= self.settings.max_buffer:
                 self._buffer.pop(0)
@@ -78,16 +74,13 @@ class Recorder:
                     log.error("audit buffer full (%d records): %d records dropped so far",
                               self.settings.max_buffer, self.stats.dropped)
             self._buffer.append(entry)
-            if self.forked:
-                if not (urgent or final):
-                    return
-            else:
+            if not self.forked:
                 self._urgent = self._urgent or urgent
                 self._start_writer()
                 if urgent or len(self._buffer) >= self.settings.batch_size:
                     self._condition.notify_all()
                 return
-        self._write_pending()  # forked child: now, in the caller's thread
+        self._write_pending()
 
     # ------------------------------------------------------------------------------ writing
 
