@@ -105,7 +105,9 @@ class Recorder:
                         break
                     self._condition.wait(remaining)
                 self._urgent = False
-            if not self._write_pending() and not self._closed:
+            if not self._write_pending():
+                if self._closed:
+                    return  # close() tries once more and counts what is left
                 pause = min(5.0, 0.1 * 2 ** min(self._failures_in_a_row, 6))
                 with self._condition:
                     self._condition.wait(pause)
@@ -206,9 +208,7 @@ class Recorder:
         try:
             from flow_audit import store
 
-            engine = self._engine_for_writes()
-            store.ensure_tables(engine)
-            store.head(engine)
+            store.probe(self._engine_for_writes())
         except Exception as err:
             with self._condition:
                 self.stats.last_error = f"{type(err).__name__}"

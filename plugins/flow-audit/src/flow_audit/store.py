@@ -167,6 +167,21 @@ def append(engine: Engine, entries: Sequence[Entry], key: str) -> list[Record]:
         return _append_locked(connection, _lock_head(connection), entries, key)
 
 
+def probe(engine: Engine) -> None:
+    """Raise unless a record could be appended now: the head is locked and a row inserted in a
+    transaction that is rolled back."""
+    from flow_audit.chain import Entry
+
+    ensure_tables(engine)
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            _append_locked(connection, _lock_head(connection),
+                           [Entry("probe", "flow-audit", "audit.probe", "")], "")
+        finally:
+            transaction.rollback()
+
+
 def _row(record: Record) -> dict[str, Any]:
     from flow_audit.chain import canonical_json
 
