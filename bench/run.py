@@ -115,6 +115,9 @@ def web(options: Options) -> list[Figure]:
     return _script("web.py")
 
 
+BENCHMARKS["audit"] = lambda options: _script("audit.py")  # flow-audit: fanout-200 without/with
+
+
 def _print_table(figures: list[tuple[str, Figure]]) -> None:
     rows = [("benchmark", "figure", "value", "target", "", "note")]
     rows += [(bench, f.name, f"{f.value:.1f} {f.unit}",

@@ -92,7 +92,6 @@ def _create_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> 
 def _empty_tables(url: str) -> None:
     from flow.store.models import Base
     from flow.store.session import make_engine
-
     from flow_audit.store import metadata as audit_metadata
 
     engine = make_engine(url)
@@ -113,7 +112,6 @@ def _empty_tables(url: str) -> None:
 def flow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     from flow.plugins import set_current
     from flow.store.session import dispose_engines
-
     from flow_audit import recorder, store
 
     home = tmp_path / "flow_home"
@@ -160,7 +158,6 @@ def records(db_url: str) -> Callable[..., list[Any]]:
     """``records(**filters)``: this process's buffer written, then the chain's records."""
     def read(**filters: Any) -> list[Any]:
         from flow.store.session import make_engine
-
         from flow_audit import store
         from flow_audit.recorder import recorder
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -50,4 +51,4 @@ def test_concurrent_writers_never_fork_the_chain(db_url: str) -> None:
     assert len({r.target for r in records}) == len(records)  # each entry exactly once
     actors = [r.actor for r in records]
     # the writers really overlapped: the chain interleaves them
-    assert sum(a != b for a, b in zip(actors, actors[1:], strict=False)) >= PROCESSES
+    assert sum(a != b for a, b in itertools.pairwise(actors)) >= PROCESSES

@@ -90,7 +90,6 @@ def test_state_changes_of_local_executor_tries_are_recorded_once_when_switched_o
 def test_dag_run_and_task_state_changes_of_flow_dags_test(
         dag: Any, records: Callable[..., list[Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     from flow.execution.dag_test import run_dag_test
-
     from flow_audit import recorder
 
     monkeypatch.setenv("FLOW__AUDIT__RECORD_STATE_CHANGES", "true")

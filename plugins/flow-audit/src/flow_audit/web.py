@@ -55,7 +55,6 @@ def _int(name: str, default: int, maximum: int) -> int:
 
 def _records(limit: int, offset: int, filters: dict[str, Any]) -> list[Any]:
     from flow.plugin_support import metadata_engine
-
     from flow_audit import store
 
     engine = metadata_engine()
