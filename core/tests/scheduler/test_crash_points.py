@@ -33,8 +33,9 @@ with DAG("points", schedule="@once", start_date=datetime(2024, 1, 1),
         task_id="join", python_callable=ledgered)
 """
 # A dead scheduler's tries are adopted once its heartbeat is this old (or at once, when its
-# pid is gone on this host).
-ENV = {"FLOW__SCHEDULER__HEALTH_THRESHOLD": "2"}
+# pid is gone on this host). One worker: a scheduler here lives for seconds, and starting a
+# worker costs about as much CPU as the whole run of this DAG.
+ENV = {"FLOW__SCHEDULER__HEALTH_THRESHOLD": "2", "FLOW__LOCAL_EXECUTOR__WORKERS": "1"}
 
 
 class Snapshot:
