@@ -58,7 +58,8 @@ class RuntimeTaskInstance:
     """One try of one task instance, as the task itself sees it."""
 
     def __init__(self, *, ti_id: int, dag: Any, task: Any, run_id: str, map_index: int,
-                 try_number: int, max_tries: int, engine: Engine, xcom_backend: Any) -> None:
+                 try_number: int, max_tries: int, engine: Engine, xcom_backend: Any,
+                 xcom_sink: dict[str, str] | None = None) -> None:
         self.id = ti_id
         self.dag = dag
         self.task = task
@@ -71,6 +72,9 @@ class RuntimeTaskInstance:
         self.followed: list[str] | None = None
         self._engine = engine
         self._xcom = xcom_backend
+        # Set by a supervised try with the database backend: pushed values are serialized and
+        # size-checked here, and written by the supervisor with the try's end.
+        self._sink = xcom_sink
         self.log = logging.getLogger("flow.task")
 
     def __repr__(self) -> str:
@@ -84,10 +88,30 @@ class RuntimeTaskInstance:
         """Store ``value`` under ``key`` for this task instance (JSON; size-checked)."""
         from flow.store.session import session_scope
 
+        if self._sink is not None:
+            text = self._xcom.serialize(value)
+            self._xcom.check_size(text, dag_id=self.dag_id, run_id=self.run_id,
+                                  task_id=self.task_id, map_index=self.map_index, key=key)
+            self._sink[key] = text
+            return
         with session_scope(self._engine) as session:
             self._xcom.set(ti_id=self.id, dag_id=self.dag_id, run_id=self.run_id,
                            task_id=self.task_id, map_index=self.map_index, key=key,
                            value=value, session=session)
+
+    def _flush_sink(self) -> None:
+        """Write what this try pushed so far (a pull of its own XComs reads it back)."""
+        sink = self._sink
+        if not sink:
+            return
+        pending = dict(sink)
+        sink.clear()
+        self._sink = None
+        try:
+            for key, text in pending.items():
+                self.xcom_push(key, self._xcom.deserialize(text))
+        finally:
+            self._sink = sink
 
     def xcom_pull(self, task_ids: str | Iterable[str] | None = None, key: str = RETURN_VALUE,
                   map_indexes: int | Sequence[int] | None = None, default: Any = None) -> Any:
@@ -106,6 +130,8 @@ class RuntimeTaskInstance:
                   default: Any) -> Any:
         from flow.store.session import session_scope
 
+        if task_id == self.task_id:
+            self._flush_sink()
         upstream = self.dag.task_dict.get(task_id)
         mapped = bool(getattr(upstream, "is_mapped", False))
         if isinstance(map_indexes, int):

@@ -1,29 +1,33 @@
 """Supervise tries of task instances: each runs in a forked child in its own process group.
 
 The supervisor (the parent) is what ``flow tasks run`` and every worker of the local executor
-run. For each workload it forks a child that:
+run. It owns the try's state in the database; the child runs the task:
 
-* puts itself in a new process group, so the whole tree the task starts can be killed at once;
-* points file descriptors 1 and 2 at the try's log file (output is streamed to disk, never
-  held in memory, and a subprocess's output lands in the log too) and 0 at ``/dev/null``;
-* drops the database connections it inherited (``engine.dispose(close=False)``: the parent's
-  sockets stay the parent's) and runs :func:`~flow.execution.task_runner.run_task`, which
-  heartbeats and turns ``SIGTERM`` into ``TaskTimeout``/``TaskTerminated`` (calling
-  ``on_kill``);
-* writes JSON lines to a result pipe: one when the try is running, one with the outcome.
+* **start**: the supervisor forks a child per workload (or takes the spare forked while it was
+  idle), then starts every try of the batch in one transaction (``queued -> running``, guarded;
+  :func:`~flow.execution.task_runner.start_tries`) and sends each started child its try over a
+  command pipe; a refused start ends its child before anything ran;
+* **run**: the child puts itself in a new process group (so the whole tree the task starts can
+  be killed at once), points file descriptors 1 and 2 at the try's log file (output streams to
+  disk, a subprocess's output lands there too) and 0 at ``/dev/null``, drops the database
+  connections it inherited (``engine.dispose(close=False)``: it reconnects only if the task
+  reads XComs, variables or connections), and runs the task
+  (:func:`~flow.execution.task_runner.run_started_try`);
+* **finish**: the child writes the try's end, with the XComs it pushed, as a JSON line on its
+  result pipe; the supervisor commits the ends that arrived together in one transaction
+  (guarded ``running -> ...``; :func:`~flow.execution.task_runner.finish_tries`), sends the
+  final events, and tells a child that has callbacks the committed state.
 
-The parent watches each child through a pidfd (readable when the child exits, even while a
-grandchild still holds the child's pipes), enforces ``execution_timeout`` (``SIGTERM`` to the
-group at the deadline, ``SIGKILL`` after ``kill_grace`` seconds), kills what is left of the
-group once the child exits, and, when the child died without reporting an outcome (``os._exit``,
-a signal, the OOM killer), ends the try itself: one guarded update ``WHERE state = 'running' AND
-try_number = N`` to ``up_for_retry`` or ``failed``, with the reason appended to the try's log.
-So the scheduler learns of a dead task at once, not after the heartbeat timeout.
-
-The final event of a try is sent as soon as its outcome arrives (its state is committed by
-then); the child is reaped when it exits. With :meth:`Supervisor.keep_a_spare` (the local
-worker), the next child is forked while the supervisor is idle and waits, set up and connected
-to the database, for its workload on a pipe.
+The supervisor heartbeats its running tries (one transaction per ``heartbeat_interval``) and
+stops a try that the database no longer has running. It watches each child through a pidfd
+(readable when the child exits, even while a grandchild still holds the child's pipes),
+enforces ``execution_timeout`` (``SIGTERM`` to the group at the deadline, ``SIGKILL`` after
+``kill_grace`` seconds), kills what is left of the group once the child exits, and, when the
+child died without reporting an end (``os._exit``, a signal, the OOM killer), ends the try
+itself: one guarded update to ``up_for_retry`` or ``failed``, with the reason appended to the
+try's log. A child outlives its supervisor: told of its death (``PR_SET_PDEATHSIG``), it
+heartbeats its try itself and commits its own end, so a worker killed under it costs the tries
+beside it nothing.
 
 One supervisor runs many children at once; it never starts a thread (it is forked from), and it
 is driven by :meth:`Supervisor.poll`, which waits on every child at once with a selector.
@@ -32,6 +36,7 @@ is driven by :meth:`Supervisor.poll`, which waits on every child at once with a 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -49,7 +54,17 @@ from sqlalchemy import Engine, select, update
 
 from flow.execution.logs import LOG_FORMAT, log_path
 from flow.execution.runtime import TaskInstanceSnapshot
-from flow.execution.task_runner import Supervision, run_task
+from flow.execution.task_runner import (
+    StartedTry,
+    StartRequest,
+    TryEnd,
+    _clears_in_database,
+    _xcom_backend,
+    finish_tries,
+    heartbeat_tries,
+    run_started_try,
+    start_tries,
+)
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import TaskInstance, TaskInstanceTry
@@ -64,16 +79,23 @@ DEFAULT_KILL_GRACE = 5.0
 
 @dataclass
 class _Child:
-    workload: TaskWorkload
-    task: Any
+    """A forked child: waiting for its try (a spare: ``workload`` None) or running one."""
+
     pid: int
     pidfd: int
     result_fd: int
-    log_path: Path
-    deadline: float | None
-    timeout: float | None
+    command_fd: int | None  # the supervisor's end of the child's command pipe
+    version: object = None  # the DAGs version a spare was forked under
+    workload: TaskWorkload | None = None
+    task: Any = None
+    log_path: Path | None = None
+    deadline: float | None = None
+    timeout: float | None = None
+    started: StartedTry | None = None
+    end: TryEnd | None = None
+    wants_state: bool = False
+    max_rss_kb: int = 0
     buffer: bytes = b""
-    outcome: dict[str, Any] | None = None
     stop_reason: str | None = None
     kill_at: float | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -82,22 +104,12 @@ class _Child:
     closed: bool = False
 
 
-@dataclass
-class _Spare:
-    """A child forked ahead of its workload, waiting for it on ``command_fd``."""
-
-    pid: int
-    pidfd: int
-    command_fd: int
-    result_fd: int
-    version: object
-
-
 class Supervisor:
-    """Forks, watches and, when needed, kills the children that run tries.
+    """Forks, starts, watches, ends and, when needed, kills the children that run tries.
 
     ``on_event`` receives every :class:`TaskEvent`: ``running`` when a try started, then
-    exactly one of ``success``, ``failed``, ``up_for_retry``, ``skipped`` or ``refused``.
+    exactly one of ``success``, ``failed``, ``up_for_retry``, ``skipped``; or ``refused`` (the
+    try was not started) or ``lost`` (it could not be started).
     """
 
     def __init__(self, *, engine: Engine, plugins: Any, on_event: Callable[[TaskEvent], None],
@@ -107,18 +119,24 @@ class Supervisor:
         self.plugins = plugins
         self.on_event = on_event
         self.log_folder = log_folder
-        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_interval = float(heartbeat_interval) if heartbeat_interval else None
         self.kill_grace = kill_grace
         self.selector = selectors.DefaultSelector()
         self.children: dict[TaskKey, _Child] = {}
-        # Children whose try has reported its outcome (already sent on) and that are still
-        # exiting: reaped when their pidfd says so. A new try of the same key may start.
+        # Children whose try has ended (its end committed and sent on) or never started, and
+        # that are still exiting: reaped when their pidfd says so. A new try may start.
         self._exiting: dict[int, _Child] = {}
+        self._ending: list[_Child] = []  # ends reported, to commit together
+        self._retry_ends_at = 0.0
+        self._next_heartbeat = time.monotonic() + (self.heartbeat_interval or 0.0)
         self._extra_fds: set[int] = set()
-        self._spare: _Spare | None = None
+        self._spare: _Child | None = None
         self._find_dag: Callable[[TaskWorkload], Any] | None = None
         self._dags_version: Callable[[], object] = lambda: None
-        self._spare_died = False  # unused: fork the next one after a launch, not in a loop
+        self._spare_died = False
+        self._parent_pid = os.getpid()
+        self._clears_xcoms = _clears_in_database(_xcom_backend(plugins))
+        _load_prctl()  # here, not in every child
 
     # --------------------------------------------------------------------------- the caller
 
@@ -136,10 +154,10 @@ class Supervisor:
     def keep_a_spare(self, find_dag: Callable[[TaskWorkload], Any],
                      dags_version: Callable[[], object]) -> None:
         """Keep one child forked ahead of its workload while idle, so a launch costs a pipe
-        write instead of a fork and the child's setup (process group, signals, a database
-        connection). ``find_dag(workload)`` returns the workload's DAG in that child (None: not
-        found); ``dags_version()`` changes whenever the DAGs the caller holds do: a spare
-        forked under another version is not used."""
+        write instead of a fork and the child's setup (process group, signals, descriptors).
+        ``find_dag(workload)`` returns the workload's DAG in that child (None: not found);
+        ``dags_version()`` changes whenever the DAGs the caller holds do: a spare forked under
+        another version is not used."""
         self._find_dag, self._dags_version = find_dag, dags_version
 
     def stop_keeping_a_spare(self) -> None:
@@ -153,38 +171,90 @@ class Supervisor:
         return len(self.children) + len(self._exiting)
 
     def launch(self, workload: TaskWorkload, dag: Any) -> None:
-        """Fork a child running ``workload`` (whose DAG the caller loaded). A second launch of
-        a key already running here is refused without touching the database."""
-        key = workload.key
-        if key in self.children:
-            self.on_event(TaskEvent(key, "refused", workload.try_number, {
-                "message": f"refused to start try {workload.try_number}: try "
-                           f"{self.children[key].workload.try_number} of this task instance is "
-                           "already running here (a duplicate submit)"}))
-            return
-        task = dag.get_task(workload.task_id)
-        timeout = getattr(task, "execution_timeout", None)
-        seconds = timeout.total_seconds() if timeout is not None else None
-        deadline = time.monotonic() + seconds if seconds is not None else None
-        path = log_path(self.log_folder, workload.dag_id, workload.run_id, workload.task_id,
-                        workload.map_index, workload.try_number)
-        spare = self._take_spare()
+        """Run ``workload`` (whose DAG the caller loaded) in a child."""
+        self.launch_many([(workload, dag)])
+
+    def launch_many(self, items: list[tuple[TaskWorkload, Any]]) -> None:
+        """Run each workload in its own child; their tries start in one transaction. A
+        second launch of a key already running here is refused without touching the
+        database."""
+        batch: list[_Child] = []
         self._spare_died = False
-        if spare is not None:
-            pid, pidfd, read_end = spare.pid, spare.pidfd, spare.result_fd
-            command = {"workload": workload.to_json(), "deadline": deadline, "log": str(path)}
-            with contextlib.suppress(OSError):  # a dead spare reports through the pidfd
-                os.write(spare.command_fd, (json.dumps(command) + "\n").encode())
-            os.close(spare.command_fd)
-            self.selector.unregister(pidfd)
-        else:
-            pid, read_end = self._fork(lambda result_fd: self._child_run(
-                workload, dag, result_fd, path, deadline))
-            pidfd = os.pidfd_open(pid)
-        child = _Child(workload, task, pid, pidfd, read_end, path, deadline, seconds)
-        self.children[key] = child
-        self.selector.register(pidfd, selectors.EVENT_READ, lambda: self._exited(child))
-        self.selector.register(read_end, selectors.EVENT_READ, lambda: self._read(child))
+        for workload, dag in items:
+            key = workload.key
+            running = self.children.get(key)
+            if running is not None:
+                assert running.workload is not None
+                self.on_event(TaskEvent(key, "refused", workload.try_number, {
+                    "message": f"refused to start try {workload.try_number}: try "
+                               f"{running.workload.try_number} of this task instance is "
+                               "already running here (a duplicate submit)"}))
+                continue
+            task = dag.get_task(workload.task_id)
+            timeout = getattr(task, "execution_timeout", None)
+            seconds = timeout.total_seconds() if timeout is not None else None
+            child = self._take_spare() or self._fork_waiting(lambda _w, dag=dag: dag)
+            child.workload, child.task, child.timeout = workload, task, seconds
+            child.deadline = time.monotonic() + seconds if seconds is not None else None
+            child.log_path = log_path(self.log_folder, workload.dag_id, workload.run_id,
+                                      workload.task_id, workload.map_index,
+                                      workload.try_number)
+            self.children[key] = child
+            batch.append(child)
+        if batch:
+            self._start(batch)
+
+    def _start(self, batch: list[_Child]) -> None:
+        requests = [StartRequest(w.dag_id, w.run_id, w.task_id, w.map_index, w.try_number,
+                                 child.pid)
+                    for child in batch if (w := child.workload) is not None]
+        try:
+            results = start_tries(self.engine, requests, clear_xcoms=self._clears_xcoms)
+        except Exception as err:
+            log.exception("could not start %d tries", len(batch))
+            for child in batch:
+                self._release(child, "lost", {"reason": f"the try could not be started: "
+                                                        f"{type(err).__name__}: {err}"})
+            return
+        for child, (started, refusal) in zip(batch, results, strict=True):
+            workload = child.workload
+            assert workload is not None
+            if started is None or refusal:
+                self._release(child, "refused", {"message": refusal})
+                continue
+            child.started = started
+            command = {"workload": workload.to_json(), "started": started.to_json(),
+                       "deadline": child.deadline, "log": str(child.log_path)}
+            self._send(child, command)
+            self.on_event(TaskEvent(workload.key, TIS.RUNNING, workload.try_number,
+                                    {"pid": child.pid}))
+            self.plugins.task_instance_state_changed(
+                TaskInstanceSnapshot(workload.dag_id, workload.run_id, workload.task_id,
+                                     workload.map_index, workload.try_number, TIS.RUNNING),
+                TIS.QUEUED, TIS.RUNNING)
+
+    def _send(self, child: _Child, message: dict[str, Any]) -> None:
+        if child.command_fd is None:
+            return
+        with contextlib.suppress(OSError):  # a dead child reports through its pidfd
+            _write_all(child.command_fd, (json.dumps(message) + "\n").encode())
+
+    def _close_command(self, child: _Child) -> None:
+        if child.command_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(child.command_fd)
+            child.command_fd = None
+
+    def _release(self, child: _Child, state: str, info: dict[str, Any]) -> None:
+        """End a child whose try did not start (its command pipe closes: it exits)."""
+        workload = child.workload
+        assert workload is not None
+        self._close_command(child)
+        if self.children.get(workload.key) is child:
+            del self.children[workload.key]
+        if not child.closed:
+            self._exiting[child.pid] = child
+        self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
 
     def _fork(self, body: Callable[[int], None]) -> tuple[int, int]:
         """Fork a child that sets itself up and runs ``body(result_fd)``; returns its pid and
@@ -200,12 +270,16 @@ class Supervisor:
             try:
                 self._child_setup()
                 body(write_end)
+                code = CHILD_OK
             except BaseException:
                 with contextlib.suppress(Exception):
                     import traceback
 
                     traceback.print_exc()
             finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
                 os._exit(code)
         os.close(write_end)
         with contextlib.suppress(OSError):  # the child may have done it, or already exited
@@ -213,71 +287,43 @@ class Supervisor:
         os.set_blocking(read_end, False)
         return pid, read_end
 
+    def _fork_waiting(self, find_dag: Callable[[TaskWorkload], Any]) -> _Child:
+        """Fork a child that waits on its command pipe for the try to run."""
+        command_read, command_write = os.pipe()
+
+        def wait_for_try(result_fd: int) -> None:
+            os.close(command_write)
+            self._child_wait(command_read, result_fd, find_dag)
+
+        pid, result_fd = self._fork(wait_for_try)
+        os.close(command_read)
+        child = _Child(pid, os.pidfd_open(pid), result_fd, command_write,
+                       version=self._dags_version())
+        self.selector.register(child.pidfd, selectors.EVENT_READ, lambda: self._exited(child))
+        self.selector.register(result_fd, selectors.EVENT_READ, lambda: self._read(child))
+        return child
+
     # ---------------------------------------------------------------------------- the spare
 
-    def _take_spare(self) -> _Spare | None:
+    def _take_spare(self) -> _Child | None:
         spare, self._spare = self._spare, None
         if spare is not None and spare.version != self._dags_version():
             self._discard_spare(spare)
             return None
         return spare
 
-    def _fork_spare(self) -> None:
-        command_read, command_write = os.pipe()
-        version = self._dags_version()
-
-        def wait_for_workload(result_fd: int) -> None:
-            os.close(command_write)
-            self._spare_run(command_read, result_fd)
-
-        pid, result_fd = self._fork(wait_for_workload)
-        os.close(command_read)
-        pidfd = os.pidfd_open(pid)
-        spare = self._spare = _Spare(pid, pidfd, command_write, result_fd, version)
-        self.selector.register(pidfd, selectors.EVENT_READ, lambda: self._spare_exited(spare))
-
-    def _spare_exited(self, spare: _Spare) -> None:
-        self._spare_died = True
-        self._discard_spare(spare)
-
-    def _discard_spare(self, spare: _Spare) -> None:
+    def _discard_spare(self, spare: _Child) -> None:
         """End a spare (its command pipe closes: it exits) and reap it."""
         if self._spare is spare:
             self._spare = None
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(spare.pidfd)
-        for fd in (spare.command_fd, spare.result_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if spare.closed:
+            return
+        self._close_command(spare)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(spare.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(spare.pid, 0)
-        os.close(spare.pidfd)
-
-    def _spare_run(self, command_fd: int, result_fd: int) -> None:
-        """In the spare: connect to the database now, then wait for the workload."""
-        with contextlib.suppress(Exception), self.engine.connect():
-            pass  # the connection stays in this child's pool for the try (if it fails, the
-            # try's own connection reports the problem)
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = os.read(command_fd, 65536)
-            if not chunk:
-                os._exit(CHILD_OK)  # discarded before it was used
-            data += chunk
-        os.close(command_fd)
-        command = json.loads(data)
-        workload = TaskWorkload.from_json(command["workload"])
-        assert self._find_dag is not None
-        dag = self._find_dag(workload)
-        if dag is None:
-            message = (f"DAG {workload.dag_id!r} with task {workload.task_id!r} was not found "
-                       "again in the task's process")
-            os.write(result_fd, (json.dumps({"started": False, "state": None,
-                                              "message": message}) + "\n").encode())
-            os._exit(CHILD_TASK_FAILED)
-        self._child_run(workload, dag, result_fd, Path(command["log"]), command["deadline"])
+        self._close(spare)
 
     def cancel(self, key: TaskKey, reason: str = "cancelled") -> bool:
         """Stop the try running ``key``: ``SIGTERM`` to its group, ``SIGKILL`` after the grace
@@ -294,7 +340,8 @@ class Supervisor:
 
     def poll(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds (None: until something happens) for a child to
-        report or exit, or a watched fd to be readable; handle it and every due deadline."""
+        report or exit, or a watched fd to be readable; handle it, commit the tries' ends that
+        arrived, and handle every due deadline and heartbeat."""
         due = self._next_deadline()
         if due is not None:
             wait = max(0.0, due - time.monotonic())
@@ -302,14 +349,16 @@ class Supervisor:
         if self._find_dag is not None and self._spare is None and not self._spare_died:
             # Fork the next spare only when nothing waits, so no event waits for a fork.
             ready = self.selector.select(0)
-            if not ready:
-                self._fork_spare()
+            if not ready and not self._ending:
+                self._spare = self._fork_waiting(self._find_dag)
                 ready = self.selector.select(timeout)
         else:
             ready = self.selector.select(timeout)
         for key, _ in ready:
             key.data()
+        self._commit_ends()
         self._enforce_deadlines()
+        self._heartbeat()
 
     def close(self) -> None:
         if self._spare is not None:
@@ -319,7 +368,10 @@ class Supervisor:
     # --------------------------------------------------------------------------- the child
 
     def _child_setup(self) -> None:
-        """What a child does first, before its workload may be known."""
+        """What a child does first, before its try is known."""
+        # What the child inherited is never garbage here: keep the collector off it, so it
+        # neither spends time on it nor copies its pages by touching them.
+        gc.freeze()
         os.setpgid(0, 0)
         for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(signum, signal.SIG_DFL)
@@ -334,46 +386,62 @@ class Supervisor:
             os.close(null_fd)
         self.engine.dispose(close=False)
 
-    def _child_run(self, workload: TaskWorkload, dag: Any, result_fd: int, path: Path,
-                   deadline: float | None) -> None:
-        code = CHILD_CRASHED
-        try:
-            _redirect_output(path)
+    def _child_wait(self, command_fd: int, result_fd: int,
+                    find_dag: Callable[[TaskWorkload], Any]) -> None:
+        """In the child: wait for the started try, run it, report its end."""
+        commands = _Lines(command_fd)
+        command = commands.next()
+        if command is None:
+            os._exit(CHILD_OK)  # not needed: discarded, or its try was refused
+        workload = TaskWorkload.from_json(command["workload"])
+        started = StartedTry.from_json(command["started"])
+        orphan = _Orphanhood(self.engine, self._parent_pid, self.heartbeat_interval, started)
+        path = Path(command["log"])
+        _redirect_output(path)
 
-            def send(message: dict[str, Any]) -> None:
-                with contextlib.suppress(OSError):
-                    os.write(result_fd, (json.dumps(message) + "\n").encode())
-
-            supervision = Supervision(deadline, self.heartbeat_interval,
-                                      lambda: send({"running": True, "pid": os.getpid()}))
-            result = run_task(dag, workload.task_id, workload.run_id,
-                              map_index=workload.map_index, try_number=workload.try_number,
-                              engine=self.engine, plugins=self.plugins, supervision=supervision,
-                              log_folder=self.log_folder)
+        def report(end: TryEnd, wants_state: bool) -> str | None:
             import resource
 
-            send({"started": result.started, "state": result.state, "message": result.message,
-                  "error": result.error, "log_path": result.log_path,
-                  "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
-            code = CHILD_OK if result.ok else CHILD_TASK_FAILED
-        except BaseException:
-            with contextlib.suppress(Exception):
-                import traceback
+            orphan.ending()
+            message = {"end": end.to_json(), "wants_state": wants_state,
+                       "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+            if not orphan.orphaned:
+                previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+                try:
+                    _write_all(result_fd, (json.dumps(message) + "\n").encode())
+                except OSError:  # the supervisor is gone
+                    orphan.orphaned = True
+                finally:
+                    signal.signal(signal.SIGPIPE, previous)
+            if not orphan.orphaned:
+                if not wants_state:
+                    return None
+                answer = commands.next()
+                if answer is not None:
+                    return str(answer.get("state"))
+            return orphan.finish(end, self.plugins)
 
-                traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
+        dag = find_dag(workload)
+        if dag is None or workload.task_id not in dag.task_dict:
+            message = (f"DAG {workload.dag_id!r} with task {workload.task_id!r} was not found "
+                       "again in the task's process")
+            append_to_log(path, message)
+            report(TryEnd(TIS.FAILED, message), False)
+            return
+        run_started_try(dag, started, engine=self.engine, plugins=self.plugins,
+                        deadline=command["deadline"], path=path, report=report)
 
     def _close_parent_fds(self) -> None:
         fds = set(self._extra_fds)
-        for child in [*self.children.values(), *self._exiting.values()]:
-            fds.update((child.pidfd, child.result_fd))
+        children = [*self.children.values(), *self._exiting.values(), *self._ending]
         if self._spare is not None:
-            spare = self._spare
-            fds.update((spare.pidfd, spare.command_fd, spare.result_fd))
+            children.append(self._spare)
+        for child in children:
+            if child.closed:  # its numbers may belong to new descriptors by now
+                continue
+            fds.update((child.pidfd, child.result_fd))
+            if child.command_fd is not None:
+                fds.add(child.command_fd)
         with contextlib.suppress(Exception):
             fds.add(self.selector.fileno())
         for fd in fds - {0, 1, 2}:
@@ -418,21 +486,60 @@ class Supervisor:
             message = json.loads(line)
         except ValueError:
             return  # a task that wrote to an inherited fd by accident: not ours
-        if not isinstance(message, dict):
+        if not isinstance(message, dict) or "end" not in message:
             return
-        workload = child.workload
-        if message.get("running"):
-            self.on_event(TaskEvent(workload.key, TIS.RUNNING, workload.try_number,
-                                    {"pid": message.get("pid")}))
-        elif "state" in message and child.outcome is None:
-            child.outcome = message
-            if message.get("started") and message.get("state") == TIS.RUNNING:
-                return  # someone else ended the try first: settled when the child exits
-            # The try's end is committed: tell the caller now rather than after the process
-            # has torn itself down; the exit is still waited for and its group killed.
-            del self.children[workload.key]
-            self._exiting[child.pid] = child
-            self.on_event(self._final_event(child, None, int(message.get("max_rss_kb") or 0)))
+        if child.started is None or child.end is not None:
+            return
+        try:
+            child.end = TryEnd.from_json(message["end"])
+        except (TypeError, ValueError):
+            return
+        child.wants_state = bool(message.get("wants_state"))
+        child.max_rss_kb = int(message.get("max_rss_kb") or 0)
+        self._ending.append(child)
+
+    def _commit_ends(self) -> None:
+        """Commit the ends that arrived, in one transaction; then send their final events
+        and tell the children that wait for it the committed state."""
+        if not self._ending or time.monotonic() < self._retry_ends_at:
+            return
+        ending, self._ending = self._ending, []
+        try:
+            states = finish_tries(self.engine, [
+                (child.started.row, child.started.row.try_number, child.end)
+                for child in ending if child.started is not None and child.end is not None])
+        except Exception:
+            log.exception("could not record the end of %d tries; trying again in 1 s",
+                          len(ending))
+            self._ending = ending + self._ending
+            self._retry_ends_at = time.monotonic() + 1.0
+            return
+        for child, state in zip(ending, states, strict=True):
+            workload, end = child.workload, child.end
+            assert workload is not None and end is not None
+            if child.wants_state:
+                self._send(child, {"state": state})
+            self._close_command(child)
+            if self.children.get(workload.key) is child:
+                del self.children[workload.key]
+            if not child.closed:
+                self._exiting[child.pid] = child
+            info: dict[str, Any] = {"max_rss_kb": child.max_rss_kb,
+                                    "log_path": str(child.log_path)}
+            if end.error:
+                info["error"] = end.error
+            if state == TIS.RUNNING:
+                # Someone else (zombie detection, a user marking it) ended the try first.
+                state = end_dead_try(self.engine, workload, "", child.task,
+                                     self.plugins) or "lost"
+                info["message"] = "state changed by someone else while running"
+                self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
+                continue
+            self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
+            self.plugins.task_instance_state_changed(
+                TaskInstanceSnapshot(workload.dag_id, workload.run_id, workload.task_id,
+                                     workload.map_index, workload.try_number, state),
+                TIS.RUNNING, state)
 
     def _exited(self, child: _Child) -> None:
         if child.closed:
@@ -442,36 +549,39 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
         _, status, usage = os.wait4(child.pid, 0)
+        self._close(child)
+        if child is self._spare or child.workload is None:
+            self._spare_died = True  # fork the next one after a launch, not in a loop
+            if self._spare is child:
+                self._spare = None
+            return
+        if self._exiting.pop(child.pid, None) is not None or child.end is not None:
+            return  # ended (or never started); an end waiting for its commit is sent then
+        del self.children[child.workload.key]
+        self.on_event(self._death_event(child, status, usage.ru_maxrss))
+
+    def _close(self, child: _Child) -> None:
         child.closed = True
+        self._close_command(child)
         for fd in (child.pidfd, child.result_fd):
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fd)
-            os.close(fd)
-        if self._exiting.pop(child.pid, None) is not None:
-            return  # its final event was sent with its outcome
-        del self.children[child.workload.key]
-        self.on_event(self._final_event(child, status, usage.ru_maxrss))
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    def _final_event(self, child: _Child, status: int | None, max_rss_kb: int) -> TaskEvent:
-        """The try's final event: from its outcome (``status`` None: sent before the child
-        exited), or, when it reported none, after ending the try of the dead process."""
+    def _death_event(self, child: _Child, status: int, max_rss_kb: int) -> TaskEvent:
+        """The final event of a started try whose process died without reporting its end,
+        after ending the try in the database."""
         workload = child.workload
-        info: dict[str, Any] = {"max_rss_kb": max_rss_kb, "log_path": str(child.log_path)}
-        if status is not None:
-            info["exit"] = describe_status(status)
-        outcome = child.outcome
-        if outcome is not None and not outcome.get("started"):
-            info["message"] = outcome.get("message", "")
-            return TaskEvent(workload.key, "refused", workload.try_number, info)
-        if outcome is not None and outcome.get("state") != TIS.RUNNING:
-            info.update({k: outcome[k] for k in ("message", "error") if outcome.get(k)})
-            return TaskEvent(workload.key, str(outcome["state"]), workload.try_number, info)
-        assert status is not None
+        assert workload is not None
+        info: dict[str, Any] = {"max_rss_kb": max_rss_kb, "log_path": str(child.log_path),
+                                "exit": describe_status(status)}
         reason = self._death_reason(child, status)
         info["reason"] = reason
         state = end_dead_try(self.engine, workload, reason, child.task, self.plugins)
         if state is None:  # never started: nothing ran, the scheduler decides what to do
             return TaskEvent(workload.key, "lost", workload.try_number, info)
+        assert child.log_path is not None
         append_to_log(child.log_path, reason)
         return TaskEvent(workload.key, state, workload.try_number, info)
 
@@ -489,7 +599,7 @@ class Supervisor:
             return
         child.stop_reason = reason
         child.kill_at = time.monotonic() + self.kill_grace
-        log.info("stopping %s (%s): SIGTERM to process group %d", child.workload.key, reason,
+        log.info("stopping %s (%s): SIGTERM to process group %d", child.workload, reason,
                  child.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGTERM)
@@ -498,19 +608,154 @@ class Supervisor:
         times = [t for child in self.children.values()
                  for t in (child.kill_at, None if child.stop_reason else child.deadline)
                  if t is not None]
+        if self.heartbeat_interval and self.children:
+            times.append(self._next_heartbeat)
+        if self._ending:
+            times.append(self._retry_ends_at)
         return min(times) if times else None
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for child in list(self.children.values()):
+            if child.end is not None:
+                continue
             if child.stop_reason is None and child.deadline is not None and now >= child.deadline:
                 self._terminate(child, "timeout")
             elif child.kill_at is not None and now >= child.kill_at:
                 child.kill_at = None
                 log.warning("%s did not stop within %g seconds: SIGKILL to process group %d",
-                            child.workload.key, self.kill_grace, child.pid)
+                            child.workload, self.kill_grace, child.pid)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.pid, signal.SIGKILL)
+
+    def _heartbeat(self) -> None:
+        """Heartbeat the running tries, in one transaction; stop those the database no longer
+        has running."""
+        now = time.monotonic()
+        if not self.heartbeat_interval or now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.heartbeat_interval
+        beating = [child for child in self.children.values()
+                   if child.started is not None and child.end is None]
+        if not beating:
+            return
+        try:
+            alive = heartbeat_tries(self.engine, [
+                (child.started.row.id, child.started.row.try_number)
+                for child in beating if child.started is not None])
+        except Exception as err:  # a database hiccup: the next beat may succeed
+            log.warning("heartbeat of %d tries failed: %s", len(beating), err)
+            return
+        for child, running in zip(beating, alive, strict=True):
+            if not running and child.end is None:
+                log.error("%s try %s is no longer running in the database (its state was "
+                          "changed elsewhere): stopping the task", child.workload,
+                          child.workload.try_number if child.workload else "?")
+                self._terminate(child, "its try was ended elsewhere")
+
+
+class _Lines:
+    """Blocking JSON lines from a file descriptor (a child's command pipe)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def next(self) -> dict[str, Any] | None:
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        value = json.loads(line)
+        return value if isinstance(value, dict) else None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+_prctl: list[Any] = []
+PR_SET_PDEATHSIG = 1
+ORPHANED_SIGNAL = signal.SIGUSR2
+
+
+def _load_prctl() -> None:
+    if not _prctl:
+        import ctypes
+
+        _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
+
+
+class _Orphanhood:
+    """In a child running a try: what it does when its supervisor dies (a task killed its
+    worker, or the OOM killer did). The kernel tells it with ``SIGUSR2``
+    (``PR_SET_PDEATHSIG``); from then on the child heartbeats its try from a thread, and
+    commits its end itself."""
+
+    def __init__(self, engine: Engine, parent_pid: int, interval: float | None,
+                 started: StartedTry) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.started = started
+        self.orphaned = False
+        self._ended = False
+        self._stop: Any = None
+        _load_prctl()
+        signal.signal(ORPHANED_SIGNAL, self._on_orphaned)
+        _prctl[0](PR_SET_PDEATHSIG, ORPHANED_SIGNAL)
+        if os.getppid() != parent_pid:  # it died before the call
+            self._on_orphaned()
+
+    def _on_orphaned(self, *_: Any) -> None:
+        if self.orphaned:
+            return
+        self.orphaned = True
+        if self._ended or not self.interval:
+            return
+        import threading
+
+        self._stop = threading.Event()
+        threading.Thread(target=self._beat, name="flow-orphan-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        row = self.started.row
+        while not self._stop.wait(self.interval):
+            try:
+                [alive] = heartbeat_tries(self.engine, [(row.id, row.try_number)])
+            except Exception as err:  # a database hiccup: the next beat may succeed
+                log.warning("heartbeat failed: %s", err)
+                continue
+            if not alive and not self._ended:
+                log.error("try %d is no longer running in the database (its state was changed "
+                          "elsewhere): stopping the task", row.try_number)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def ending(self) -> None:
+        self._ended = True
+        if self._stop is not None:
+            self._stop.set()
+
+    def finish(self, end: TryEnd, plugins: Any) -> str:
+        """Commit the try's end here: its supervisor is gone."""
+        row = self.started.row
+        log.warning("the supervisor of this try is gone: recording its end (%s) from the "
+                    "task's own process", end.state)
+        [state] = finish_tries(self.engine, [(row, row.try_number, end)])
+        if state == TIS.RUNNING:  # ended elsewhere, or by the supervisor before it died
+            with self.engine.connect() as connection:
+                current = connection.execute(
+                    select(TaskInstance.state, TaskInstance.try_number)
+                    .where(TaskInstance.id == row.id)).one()
+            return str(current.state) if current.try_number == row.try_number else TIS.RUNNING
+        plugins.task_instance_state_changed(
+            TaskInstanceSnapshot(row.dag_id, row.run_id, row.task_id, row.map_index,
+                                 row.try_number, state), TIS.RUNNING, state)
+        return state
 
 
 def _redirect_output(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Run one try of one task instance: the only code that ends a ``running`` task instance.
+"""Run one try of one task instance: the only code that starts and ends a try.
 
 The lifecycle of a try, each step one committed, guarded transition:
 
@@ -16,6 +16,13 @@ The lifecycle of a try, each step one committed, guarded transition:
 4. **Callbacks** ``on_success``/``on_failure``/``on_retry`` with the context; one that raises is
    logged and changes nothing.
 
+Who runs each step: in-process (``flow dags test``, :func:`run_task`) all four happen here. Under a
+supervisor (``flow tasks run`` and the local executor; :mod:`flow.execution.supervisor`) the
+supervisor commits steps 1 and 3 for every try it runs, many in one transaction
+(:func:`start_tries`, :func:`finish_tries`), and the try's forked child runs steps 2 and 4
+(:func:`run_started_try`): it reports its end, with the XComs it pushed, over a pipe. A child
+that only runs Python code never opens a database connection.
+
 After each committed transition ``flow_task_instance_state_changed`` is called through the plugin
 facade. Everything the task logs or prints goes to its log file (see :mod:`flow.execution.logs`).
 
@@ -25,9 +32,9 @@ Run under a supervisor (``flow tasks run``, the local executor; see
 :mod:`flow.execution.supervisor`), the parent process is the authority: at the deadline it sends
 ``SIGTERM`` to the try's whole process group, which raises ``TaskTimeout`` here (``on_kill`` is
 called), and ``SIGKILL`` after a grace period for a task that blocks signals or is stuck in C
-code. A supervised try also heartbeats ``task_instance.last_heartbeat_at`` from a thread; when
-the heartbeat finds the try no longer running in the database (zombie detection or a user ended
-it), the task is stopped the same way.
+code. The supervisor also heartbeats ``task_instance.last_heartbeat_at`` of its running tries
+(:func:`heartbeat_tries`); when it finds one no longer running in the database (zombie
+detection or a user ended it), it stops that task the same way.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
@@ -86,16 +95,11 @@ class TaskTerminated(FlowException):
 
 @dataclass(frozen=True)
 class Supervision:
-    """How a try runs under a supervising parent process (see the module docstring).
-
+    """How a try runs under a supervising parent process (see the module docstring):
     ``deadline`` is the ``time.monotonic()`` at which the parent kills the try for its
-    ``execution_timeout`` (None: no timeout); ``heartbeat_interval`` the seconds between
-    heartbeats (None: no heartbeat); ``on_started`` is called once the try is running.
-    """
+    ``execution_timeout`` (None: no timeout)."""
 
     deadline: float | None = None
-    heartbeat_interval: float | None = None
-    on_started: Callable[[], None] | None = None
 
 
 class _Outcome:
@@ -135,8 +139,6 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
         result.message = refusal
         return result
     result.started, result.state = True, TIS.RUNNING
-    if supervision is not None and supervision.on_started is not None:
-        supervision.on_started()
     snapshot = TaskInstanceSnapshot(dag.dag_id, run_id, task_id, map_index, try_number,
                                     TIS.RUNNING)
     plugins.task_instance_state_changed(snapshot, expected_state, TIS.RUNNING)
@@ -144,37 +146,63 @@ def run_task(dag: Any, task_id: str, run_id: str, *, map_index: int = -1,
                     try_number)
     result.log_path = str(path)
     started = time.monotonic()
-    ending = threading.Event()
-    interval = supervision.heartbeat_interval if supervision is not None else None
-    with capture_task_output(path, echo), _heartbeat(engine, row.id, try_number, interval,
-                                                     ending):
+    with capture_task_output(path, echo):
         try:
-            _run_and_finish(dag, row, run, try_number, engine, plugins, backend, result,
-                            started, supervision, ending)
+            attempt = _attempt(dag, row, run, try_number, engine, backend, supervision,
+                               xcom_sink=None)
+            result.duration = time.monotonic() - started
+            _finish(engine, row, try_number, attempt.outcome, attempt.rendered, result,
+                    attempt.task)
         except Exception as err:
             # flow's own failure (the DAG lost the task, the XCom backend is misconfigured):
             # never leave the try running.
             log.exception("the task runner failed before the try could finish")
             if result.state == TIS.RUNNING:
-                ending.set()
                 result.duration = time.monotonic() - started
                 _finish(engine, row, try_number, _Outcome(TIS.FAILED, err), None, result, None)
-                plugins.task_instance_state_changed(
-                    TaskInstanceSnapshot(dag.dag_id, run_id, task_id, map_index, try_number,
-                                         result.state), TIS.RUNNING, result.state)
+            attempt = None
+        if result.state != TIS.RUNNING:
+            plugins.task_instance_state_changed(
+                TaskInstanceSnapshot(dag.dag_id, run_id, task_id, map_index, try_number,
+                                     result.state), TIS.RUNNING, result.state)
+        if attempt is not None and attempt.context:
+            attempt.run_callbacks()
     return result
 
 
-def _run_and_finish(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int,
-                    engine: Engine, plugins: Any, backend: Any, result: TaskRunResult,
-                    started: float, supervision: Supervision | None,
-                    ending: threading.Event) -> None:
+@dataclass
+class Attempt:
+    """What running a try's task produced, before its end is committed."""
+
+    outcome: _Outcome
+    rendered: dict[str, Any] | None
+    task: Any
+    context: dict[str, Any]
+
+    def run_callbacks(self) -> None:
+        self.context["exception"] = self.outcome.error
+        _run_callbacks(self.task, self.outcome.state, self.context)
+
+    def has_callbacks(self) -> bool:
+        names = {TIS.SUCCESS: "success", TIS.FAILED: "failure", TIS.UP_FOR_RETRY: "retry"}
+        name = names.get(self.outcome.state)
+        return bool(self.context) and name is not None and any(
+            True for _ in self.task.iter_callbacks(name))
+
+
+def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int, engine: Engine,
+             backend: Any, supervision: Supervision | None,
+             xcom_sink: dict[str, str] | None) -> Attempt:
+    """Run the try's task (the state is already ``running``): clear old XComs when the start
+    did not, build the context, render, execute, push the result. ``xcom_sink`` collects the
+    pushed XComs (key -> stored text) for the caller to write with the try's end."""
     from flow.secrets.connection import accessor_context
 
     task = dag.get_task(row.task_id)
     ti = RuntimeTaskInstance(ti_id=row.id, dag=dag, task=task, run_id=row.run_id,
                              map_index=row.map_index, try_number=try_number,
-                             max_tries=row.max_tries, engine=engine, xcom_backend=backend)
+                             max_tries=row.max_tries, engine=engine, xcom_backend=backend,
+                             xcom_sink=xcom_sink)
     accessor = {"dag_id": dag.dag_id, "run_id": row.run_id, "task_id": row.task_id,
                 "map_index": row.map_index, "try_number": try_number}
     context: dict[str, Any] = {}
@@ -204,17 +232,50 @@ def _run_and_finish(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: in
             log.error("task failed:\n%s", "".join(traceback.format_exception(err)).rstrip())
             retry = try_number <= row.max_tries
             outcome = _Outcome(TIS.UP_FOR_RETRY if retry else TIS.FAILED, err)
-        result.duration = time.monotonic() - started
-        ending.set()
-        task_for_retry = context.get("task", task)
-        _finish(engine, row, try_number, outcome, rendered, result, task_for_retry)
-        snapshot = TaskInstanceSnapshot(row.dag_id, row.run_id, row.task_id, row.map_index,
-                                        try_number, result.state)
-        if result.state != TIS.RUNNING:
-            plugins.task_instance_state_changed(snapshot, TIS.RUNNING, result.state)
-        if context:
-            context["exception"] = outcome.error
-            _run_callbacks(task_for_retry, outcome.state, context)
+        return Attempt(outcome, rendered, context.get("task", task), context)
+
+
+def run_started_try(dag: Any, started: StartedTry, *, engine: Engine, plugins: Any,
+                    deadline: float | None, path: Path,
+                    report: Callable[[TryEnd, bool], str | None]) -> None:
+    """Run, in a supervised child process, a try its supervisor started (see
+    :mod:`flow.execution.supervisor`): the task's output goes to ``path``; ``report(end,
+    wants_state)`` hands the try's end to the supervisor, which commits it and, when
+    ``wants_state`` (the task has callbacks for that end), returns the state committed. The
+    callbacks run only when that state is the try's own end."""
+    row, try_number = started.row, started.row.try_number
+    backend = _xcom_backend(plugins)
+    supervision = Supervision(deadline)
+    _stop_request.install(dag, row.task_id, supervision)
+    # The builtin backend's values travel with the try's end and are written in its commit.
+    sink: dict[str, str] | None = {} if _clears_in_database(backend) else None
+    began = time.monotonic()
+    with capture_task_output(path, None):
+        try:
+            attempt = _attempt(dag, row, started.run, try_number, engine, backend, supervision,
+                               sink)
+        except Exception as err:
+            log.exception("the task runner failed before the try could finish")
+            attempt = Attempt(_Outcome(TIS.FAILED, err), None, None, {})
+        try:
+            end = TryEnd.from_attempt(attempt, time.monotonic() - began, try_number,
+                                      sink or {})
+        except Exception as err:  # the retry delay could not be computed
+            log.exception("the try's end could not be recorded as %s", attempt.outcome.state)
+            end = TryEnd(TIS.FAILED, _redact(f"{type(err).__name__}: {err}"),
+                         time.monotonic() - began)
+        if end.state == TIS.UP_FOR_RETRY:
+            log.info("marking for retry %d of %d in %g s", try_number + 1, row.max_tries + 1,
+                     end.retry_delay or 0.0)
+        else:
+            log.info("marking task as %s", end.state.upper())
+        wants_state = end.state == attempt.outcome.state and attempt.has_callbacks()
+        committed = report(end, wants_state)
+        if wants_state and committed == end.state:
+            attempt.run_callbacks()
+        elif wants_state:
+            log.warning("the task instance was no longer running when this try ended; its "
+                        "state was not changed to %s and its callbacks were not run", end.state)
 
 
 def _concrete_task(task: Any, map_index: int, context: dict[str, Any]) -> Any:
@@ -301,40 +362,15 @@ class _StopRequest:
 _stop_request = _StopRequest()
 
 
-@contextlib.contextmanager
-def _heartbeat(engine: Engine, ti_id: int, try_number: int, interval: float | None,
-               ending: threading.Event) -> Iterator[None]:
-    """Update ``last_heartbeat_at`` every ``interval`` seconds from a thread while the block
-    runs; stop the task (``SIGTERM`` to itself) if the try stopped running in the database
-    before ``ending`` was set."""
-    if interval is None or interval <= 0:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            try:
-                with engine.begin() as connection:
-                    changed = connection.execute(_HEARTBEAT, {
-                        "w_id": ti_id, "w_state": TIS.RUNNING, "w_try_number": try_number,
-                        "last_heartbeat_at": utcnow()}).rowcount
-            except Exception as err:  # a database hiccup: the next beat may succeed
-                log.warning("heartbeat failed: %s", err)
-                continue
-            if not changed and not ending.is_set():
-                log.error("try %d is no longer running in the database (its state was changed "
-                          "elsewhere): stopping the task", try_number)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-
-    thread = threading.Thread(target=beat, name="flow-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=interval)
+def heartbeat_tries(engine: Engine, tries: list[tuple[int, int]]) -> list[bool]:
+    """Set ``last_heartbeat_at`` of each running try (task instance id, try number) in one
+    transaction; False for a try that is no longer running in the database (zombie detection
+    or a user ended it): its supervisor stops it."""
+    now = utcnow()
+    with engine.begin() as connection:
+        return [bool(connection.execute(_HEARTBEAT, {
+            "w_id": ti_id, "w_state": TIS.RUNNING, "w_try_number": try_number,
+            "last_heartbeat_at": now}).rowcount) for ti_id, try_number in tries]
 
 
 @contextlib.contextmanager
@@ -438,84 +474,201 @@ _INSERT_TRY = insert(_TRY)
 _UPDATE_TRY = update(_TRY).where(_TRY.c.task_instance_id == bindparam("w_id"),
                                  _TRY.c.try_number == bindparam("w_try_number"))
 _HEARTBEAT = _GUARDED_TI  # with only last_heartbeat_at set
-_CLEAR_XCOMS = delete(XComModel.__table__).where(
-    XComModel.__table__.c.task_instance_id == bindparam("w_id"))
+_XCOM = XComModel.__table__
+_CLEAR_XCOMS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"))
+_DELETE_XCOM_KEYS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"),
+                                        _XCOM.c.key.in_(bindparam("w_keys", expanding=True)))
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One try a supervisor asks to start: ``pid`` is the process that will run it."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int | None
+    pid: int
+
+
+@dataclass(frozen=True)
+class StartedTry:
+    """A started try: the rows its process needs to run it (JSON for the pipe to a child)."""
+
+    row: _TaskRow
+    run: DagRunSnapshot
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        run = asdict(self.run)
+        for name in ("logical_date", "data_interval_start", "data_interval_end", "start_date"):
+            run[name] = run[name].isoformat() if run[name] is not None else None
+        return {"row": asdict(self.row), "run": run}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StartedTry:
+        from datetime import datetime
+
+        run = dict(data["run"])
+        for name in ("logical_date", "data_interval_start", "data_interval_end", "start_date"):
+            run[name] = datetime.fromisoformat(run[name]) if run[name] is not None else None
+        return cls(_TaskRow(**data["row"]), DagRunSnapshot(**run))
+
+
+def start_tries(engine: Engine, requests: list[StartRequest], *, expected_state: str = TIS.QUEUED,
+                clear_xcoms: bool = True) -> list[tuple[StartedTry | None, str]]:
+    """Start many tries in one transaction (see :func:`_start_in`); per request, the started
+    try (None: no such task instance) and a refusal message ("" when it started). A unique
+    violation (one of them was already started) retries them one transaction each."""
+    now, hostname = utcnow(), _host()
+    try:
+        with engine.begin() as connection:
+            return [_start_in(connection, request, expected_state, clear_xcoms, now, hostname)
+                    for request in requests]
+    except IntegrityError:
+        if len(requests) == 1:
+            return [(None, f"refused to start try {requests[0].try_number}: that try was "
+                           "already started")]
+        return [start_tries(engine, [request], expected_state=expected_state,
+                            clear_xcoms=clear_xcoms)[0] for request in requests]
 
 
 def _start(engine: Engine, dag_id: str, run_id: str, task_id: str, map_index: int,
            try_number: int | None, expected_state: str, *, clear_xcoms: bool,
            ) -> tuple[tuple[_TaskRow, DagRunSnapshot] | None, str]:
+    """Start one try in this process; returns the rows read (None: no such task instance) and
+    a refusal message ("" when the try started)."""
+    [(started, refusal)] = start_tries(
+        engine, [StartRequest(dag_id, run_id, task_id, map_index, try_number, os.getpid())],
+        expected_state=expected_state, clear_xcoms=clear_xcoms)
+    return (None if started is None else (started.row, started.run)), refusal
+
+
+def _start_in(connection: Any, request: StartRequest, expected_state: str, clear_xcoms: bool,
+              now: datetime, hostname: str) -> tuple[StartedTry | None, str]:
     """Read the task instance and its run, move ``expected_state -> running``, record the try
-    and clear the instance's XComs, in one transaction. Returns the rows read (None: no such
-    task instance) and a refusal message ("" when the try started)."""
+    and clear the instance's XComs, in the caller's transaction. A refused start changes
+    nothing."""
+    found = connection.execute(_LOAD, {"w_dag_id": request.dag_id, "w_run_id": request.run_id,
+                                       "w_task_id": request.task_id,
+                                       "w_map_index": request.map_index}).one_or_none()
+    if found is None:
+        return None, (f"no task instance {request.dag_id}.{request.task_id}"
+                      f"[{request.map_index}] in run {request.run_id!r}: it must be created "
+                      "(and queued) first")
+    row = _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
+                   found.state, found.try_number, found.max_tries)
+    run = DagRunSnapshot(found.dag_id, found.run_id, found.logical_date,
+                         found.data_interval_start, found.data_interval_end, found.run_type,
+                         found.run_state, dict(found.conf or {}), found.run_start_date)
+    number = request.try_number if request.try_number is not None else row.try_number
+    changed = connection.execute(_GUARDED_TI, {
+        "w_id": row.id, "w_state": expected_state, "w_try_number": number,
+        "state": TIS.RUNNING, "start_date": now, "end_date": None, "duration": None,
+        "hostname": hostname, "pid": request.pid, "next_retry_at": None,
+        "last_heartbeat_at": now, "updated_at": now}).rowcount
+    if not changed:
+        return StartedTry(row, run), (
+            f"refused to start try {number}: the task instance is {row.state or 'none'} at "
+            f"try {row.try_number}, not {expected_state} at try {number} (a late or duplicate "
+            "start)")
+    connection.execute(_INSERT_TRY, {
+        "task_instance_id": row.id, "try_number": number, "state": TIS.RUNNING,
+        "hostname": hostname, "pid": request.pid, "start_date": now})
+    if clear_xcoms:
+        connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
+    started_row = _TaskRow(row.id, row.dag_id, row.run_id, row.task_id, row.map_index,
+                           TIS.RUNNING, number, row.max_tries)
+    return StartedTry(started_row, run), ""
+
+
+@dataclass
+class TryEnd:
+    """How a try ended, as its process reports it to its supervisor (JSON on the result
+    pipe): committed by :func:`finish_tries`."""
+
+    state: str
+    error: str | None = None
+    duration: float = 0.0
+    rendered: dict[str, Any] | None = None
+    retry_delay: float | None = None  # seconds, for up_for_retry
+    xcoms: dict[str, str] = field(default_factory=dict)  # key -> stored text
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TryEnd:
+        return cls(**data)
+
+    @classmethod
+    def from_attempt(cls, attempt: Attempt, duration: float, try_number: int,
+                     xcoms: dict[str, str]) -> TryEnd:
+        outcome, error = attempt.outcome, None
+        if outcome.error is not None:
+            error = _redact(f"{type(outcome.error).__name__}: {outcome.error}")
+        delay = None
+        if outcome.state == TIS.UP_FOR_RETRY:
+            delay = attempt.task.get_retry_delay(try_number).total_seconds()
+        return cls(outcome.state, error, duration, attempt.rendered, delay, dict(xcoms))
+
+
+def finish_tries(engine: Engine, ends: list[tuple[_TaskRow, int, TryEnd]]) -> list[str]:
+    """End many running tries in one transaction, each ``running -> state`` guarded by
+    ``state = 'running' AND try_number = N``, with its try record and the XComs it pushed.
+    Returns each task instance's state afterwards: the try's end, or ``running`` when someone
+    else ended the try first (theirs wins; its XComs are dropped)."""
     now = utcnow()
-    hostname, pid = _host(), os.getpid()
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        try:
-            found = connection.execute(_LOAD, {"w_dag_id": dag_id, "w_run_id": run_id,
-                                               "w_task_id": task_id,
-                                               "w_map_index": map_index}).one_or_none()
-            if found is None:
-                transaction.rollback()
-                return None, (f"no task instance {dag_id}.{task_id}[{map_index}] in run "
-                              f"{run_id!r}: it must be created (and queued) first")
-            row = _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
-                           found.state, found.try_number, found.max_tries)
-            run = DagRunSnapshot(found.dag_id, found.run_id, found.logical_date,
-                                 found.data_interval_start, found.data_interval_end,
-                                 found.run_type, found.run_state, dict(found.conf or {}),
-                                 found.run_start_date)
-            number = try_number if try_number is not None else row.try_number
-            changed = connection.execute(_GUARDED_TI, {
-                "w_id": row.id, "w_state": expected_state, "w_try_number": number,
-                "state": TIS.RUNNING, "start_date": now, "end_date": None, "duration": None,
-                "hostname": hostname, "pid": pid, "next_retry_at": None,
-                "last_heartbeat_at": now, "updated_at": now}).rowcount
-            if not changed:
-                transaction.rollback()
-                return (row, run), (
-                    f"refused to start try {number}: the task instance is "
-                    f"{row.state or 'none'} at try {row.try_number}, not {expected_state} at "
-                    f"try {number} (a late or duplicate start)")
-            connection.execute(_INSERT_TRY, {
-                "task_instance_id": row.id, "try_number": number, "state": TIS.RUNNING,
-                "hostname": hostname, "pid": pid, "start_date": now})
-            if clear_xcoms:
-                connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
-            transaction.commit()
-        except IntegrityError:
-            transaction.rollback()
-            return (row, run), f"refused to start try {number}: that try was already started"
-        except BaseException:
-            transaction.rollback()
-            raise
-    return (row, run), ""
+    states: list[str] = []
+    with engine.begin() as connection:
+        for row, try_number, end in ends:
+            changed = _finish_in(connection, row.id, try_number, end, now)
+            states.append(end.state if changed else TIS.RUNNING)
+            if changed and end.xcoms:
+                connection.execute(_DELETE_XCOM_KEYS, {"w_id": row.id,
+                                                       "w_keys": sorted(end.xcoms)})
+                connection.execute(insert(_XCOM), [
+                    {"task_instance_id": row.id, "dag_id": row.dag_id, "run_id": row.run_id,
+                     "task_id": row.task_id, "map_index": row.map_index, "key": key,
+                     "value": text, "timestamp": now} for key, text in end.xcoms.items()])
+    return states
+
+
+def _finish_in(connection: Any, ti_id: int, try_number: int, end: TryEnd,
+               now: datetime) -> bool:
+    values: dict[str, Any] = {"state": end.state, "end_date": now, "duration": end.duration,
+                              "updated_at": now}
+    if end.rendered is not None:
+        values["rendered_fields"] = end.rendered
+    if end.state == TIS.UP_FOR_RETRY:
+        values["next_retry_at"] = now + timedelta(seconds=end.retry_delay or 0.0)
+    guard = {"w_id": ti_id, "w_try_number": try_number}
+    changed = connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
+                                               **values}).rowcount
+    connection.execute(_UPDATE_TRY, {**guard, "state": end.state, "end_date": now,
+                                     "duration": end.duration, "error": end.error})
+    return bool(changed)
 
 
 def _finish(engine: Engine, row: _TaskRow, try_number: int, outcome: _Outcome,
             rendered: dict[str, Any] | None, result: TaskRunResult, task: Any) -> None:
-    now = utcnow()
     error = None
     if outcome.error is not None:
         error = _redact(f"{type(outcome.error).__name__}: {outcome.error}")
-    values: dict[str, Any] = {"state": outcome.state, "end_date": now,
-                              "duration": result.duration, "updated_at": now}
-    if rendered is not None:
-        values["rendered_fields"] = rendered
+    delay = None
     if outcome.state == TIS.UP_FOR_RETRY:
-        values["next_retry_at"] = now + task.get_retry_delay(try_number)
-        log.info("marking for retry %d of %d at %s", try_number + 1, row.max_tries + 1,
-                 values["next_retry_at"].isoformat())
+        delay = task.get_retry_delay(try_number).total_seconds()
+        log.info("marking for retry %d of %d in %g s", try_number + 1, row.max_tries + 1,
+                 delay)
     else:
         log.info("marking task as %s", outcome.state.upper())
-    guard = {"w_id": row.id, "w_try_number": try_number}
-    with engine.begin() as connection:
-        changed = connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
-                                                   **values}).rowcount
-        connection.execute(_UPDATE_TRY, {**guard, "state": outcome.state, "end_date": now,
-                                         "duration": result.duration, "error": error})
-    if changed:
+    end = TryEnd(outcome.state, error, result.duration, rendered, delay)
+    [state] = finish_tries(engine, [(row, try_number, end)])
+    if state == outcome.state:
         result.state = outcome.state
     else:
         # Someone else (zombie detection, a user marking it) ended this try first: theirs wins.

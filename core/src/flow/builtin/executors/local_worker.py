@@ -63,15 +63,22 @@ class LocalWorker:
             return
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
+        runs: list[TaskWorkload] = []
         for line in lines:
-            if line.strip():
-                self._handle(json.loads(line))
+            if not line.strip():
+                continue
+            command = json.loads(line)
+            if command.get("op") == "run":  # the runs that arrived together start together
+                runs.append(TaskWorkload.from_json(command["workload"]))
+                continue
+            self._run(runs)
+            runs = []
+            self._handle(command)
+        self._run(runs)
 
     def _handle(self, command: dict[str, Any]) -> None:
         op = command.get("op")
-        if op == "run":
-            self._run(TaskWorkload.from_json(command["workload"]))
-        elif op == "cancel":
+        if op == "cancel":
             self.supervisor.cancel(TaskKey.from_dict(command["key"]), "cancelled")
         elif op == "stop":
             self._stop()
@@ -82,17 +89,21 @@ class LocalWorker:
         self.stopping = True
         self.supervisor.stop_keeping_a_spare()
 
-    def _run(self, workload: TaskWorkload) -> None:
+    def _run(self, workloads: list[TaskWorkload]) -> None:
         from flow.execution.supervisor import fail_unstartable
 
-        dag, problem = self._dag(workload)
-        if dag is None:
-            state = fail_unstartable(self.supervisor.engine, workload, problem,
-                                     self.supervisor.log_folder)
-            self.emit(TaskEvent(workload.key, state or "refused", workload.try_number,
-                                {"message": problem}))
-            return
-        self.supervisor.launch(workload, dag)
+        runnable = []
+        for workload in workloads:
+            dag, problem = self._dag(workload)
+            if dag is None:
+                state = fail_unstartable(self.supervisor.engine, workload, problem,
+                                         self.supervisor.log_folder)
+                self.emit(TaskEvent(workload.key, state or "refused", workload.try_number,
+                                    {"message": problem}))
+                continue
+            runnable.append((workload, dag))
+        if runnable:
+            self.supervisor.launch_many(runnable)
 
     def _dag(self, workload: TaskWorkload) -> tuple[Any, str]:
         path = os.path.abspath(workload.dag_file)
