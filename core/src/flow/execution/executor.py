@@ -47,6 +47,11 @@ class BaseExecutor:
             self._drain_wakeup()
         return events
 
+    def has_events(self) -> bool:
+        """Whether events wait for ``events()``."""
+        with self._events_lock:
+            return bool(self._events)
+
     def wait_for_events(self, timeout: float | None = None) -> bool:
         """Block until an event is waiting for ``events()`` or ``timeout`` seconds pass (None:
         forever); True if one is waiting. Costs no CPU while it waits."""

@@ -45,6 +45,9 @@ class _Changes:
 
     def announce(self, plugins: Any) -> None:
         from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
+        from flow.scheduling.wakeup import wake_schedulers
+
+        wake_schedulers()
 
         for ti, previous, current in self.tis:
             plugins.task_instance_state_changed(
@@ -186,6 +189,10 @@ def set_paused(dag_id: str, paused: bool, *, actor: str, source: str,
         row.is_paused = bool(paused)
         _record(tx, actor, "dag.pause" if paused else "dag.unpause", dag_id,
                 {"dag_id": dag_id}, source, remote_addr, plugins)
+    if not paused:
+        from flow.scheduling.wakeup import wake_schedulers
+
+        wake_schedulers()
 
 
 def delete_dag_run(dag_id: str, run_id: str, *, actor: str, source: str,

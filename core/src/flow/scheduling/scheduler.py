@@ -3,8 +3,9 @@
 One loop iteration: create due runs (:mod:`flow.scheduling.runs`), start queued runs under
 ``max_active_runs``, evaluate running runs (:mod:`flow.scheduling.planning`), queue what is ready
 (:mod:`flow.scheduling.queueing`) and submit it, then apply the executor's events. The loop
-sleeps only when an iteration did nothing, and then inside ``executor.wait_for_events`` so a
-finished task wakes it at once (at most ``[scheduler] idle_sleep``).
+sleeps only when an iteration did nothing, and then waits on the executor's events and on its
+wake-up socket (:mod:`flow.scheduling.wakeup`), so a finished task or a user's trigger on this
+machine wakes it at once (it looks anyway every ``[scheduler] idle_sleep``).
 
 Also: a heartbeat in the ``job`` table (:mod:`flow.scheduling.jobs`), the DAG processor in a
 thread (re-parses changed files every ``[scheduler] dag_dir_list_interval``), zombie detection
@@ -34,6 +35,7 @@ from flow.scheduling.dagruns import rowcount
 from flow.scheduling.jobs import SchedulerJob, live_scheduler_ids
 from flow.scheduling.pools import ensure_default_pool
 from flow.scheduling.queueing import QueuedTry, queue_ready
+from flow.scheduling.wakeup import Waker
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import DagModel, TaskInstance
 from flow.store.session import session_scope
@@ -85,6 +87,7 @@ class Scheduler:
         self._callbacks: list[subprocess.Popen[bytes]] = []
         self._losses: dict[TaskKey, int] = {}
         self._processor_thread: threading.Thread | None = None
+        self._waker: Waker | None = None
         self.loops = 0
 
     # ------------------------------------------------------------------------- lifecycle
@@ -99,6 +102,7 @@ class Scheduler:
 
         ensure_current(self.engine)
         job_id = self.job.start()
+        self._waker = Waker(job_id)
         log.info("scheduler job %d started (executor %s)", job_id, self.executor_name)
         try:
             with session_scope(self.engine) as session:
@@ -161,6 +165,8 @@ class Scheduler:
         for child in self._callbacks:
             child.wait(timeout=10)
         self.job.end()
+        if self._waker is not None:
+            self._waker.close()
         log.info("scheduler job %s ended", self.job.id)
 
     # ------------------------------------------------------------------------------ the loop
@@ -174,7 +180,7 @@ class Scheduler:
             if self.until_idle and not self.in_flight and not self.runs.has_unfinished():
                 return
             if not busy:
-                self.executor.wait_for_events(self._sleep_time())
+                self._sleep()
 
     def _iteration(self) -> bool:
         now = time.monotonic()
@@ -204,6 +210,17 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler step %s failed; it runs again in %.0f s", name,
                               interval)
+
+    def _sleep(self) -> None:
+        """Until an executor event, a wake-up, or the next periodic step is due."""
+        timeout = self._sleep_time()
+        if self._waker is None:
+            self.executor.wait_for_events(timeout)
+            return
+        if self.executor.has_events():
+            return
+        if self._waker.wait(self.executor.fileno(), timeout):
+            self._due["create_runs"] = 0.0  # an unpause may make a run due
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
