@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Integer, Table, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from flow.scheduling.pools import OCCUPYING_STATES, occupied_slots
@@ -106,6 +106,18 @@ def _queue(session: Session, chosen: list[Any], job_id: int | None,
 
 def _candidates(session: Session, now: datetime, *, limit: int,
                 locking: bool) -> list[Any]:
+    dialect = session.get_bind().dialect.name
+    query = _CANDIDATES.get(dialect)
+    if query is None:  # built once per dialect: building it costs more than running it
+        query = _CANDIDATES[dialect] = _candidates_query(dialect, locking)
+    return list(session.execute(query, {"now": now, "limit": limit}).all())
+
+
+_CANDIDATES: dict[str, Any] = {}
+
+
+def _candidates_query(dialect: str, locking: bool) -> Any:
+    now = bindparam("now")
     ready = or_(TaskInstance.state == TIS.SCHEDULED,
                 and_(TaskInstance.state == TIS.UP_FOR_RETRY,
                      or_(TaskInstance.next_retry_at.is_(None), TaskInstance.next_retry_at <= now)))
@@ -119,12 +131,11 @@ def _candidates(session: Session, now: datetime, *, limit: int,
              .where(ready, DagRun.state == DagRunState.RUNNING, DagModel.is_paused.is_(False))
              .order_by(TaskInstance.priority_weight.desc(), DagRun.logical_date,
                        TaskInstance.id)
-             .limit(limit))
+             .limit(bindparam("limit", type_=Integer)))
     if locking:
         query = query.with_for_update(skip_locked=True, of=TaskInstance) \
-            if session.get_bind().dialect.name == "postgresql" \
-            else query.with_for_update(skip_locked=True)
-    return list(session.execute(query).all())
+            if dialect == "postgresql" else query.with_for_update(skip_locked=True)
+    return query
 
 
 def _active_per_dag(session: Session, dag_ids: set[str]) -> dict[str, int]:

@@ -185,21 +185,31 @@ class Scheduler:
     def _iteration(self) -> bool:
         now = time.monotonic()
         self._periodic("heartbeat", self.heartbeat_interval, self.job.heartbeat)
-        self._periodic("create_runs", RUN_CREATION_INTERVAL, self.runs.create_due_runs)
+        self._periodic("create_runs", RUN_CREATION_INTERVAL, self._create_runs)
         self._periodic("backfills", RUN_CREATION_INTERVAL, self.runs.advance_backfills)
         self._periodic("zombies", max(1.0, self.task_heartbeat_timeout / 4), self._find_zombies)
         self._periodic("queued_timeout", max(1.0, self.task_queued_timeout / 4),
                        self._requeue_stuck)
         self._periodic("adopt", self.job.health_threshold, self._adopt)
         self._periodic("reap", 5.0, self._reap_callbacks)
-        busy = self.runs.start_queued_runs()
+        # Queued runs start when one may have appeared or a slot opened: after run creation,
+        # a wake-up, a finished run, and at least every idle_sleep.
+        busy = 0
+        if self._due.get("start_runs", 0.0) <= now:
+            self._due["start_runs"] = now + self.idle_sleep
+            busy = self.runs.start_queued_runs()
         events = self._apply_events()
+        # A try that started changes nothing to evaluate; one that ended may.
         evaluated = self._evaluate(force=events > 0 or busy > 0)
         submitted = self._queue_and_submit()
         busy = bool(busy or events or evaluated or submitted)
         log.debug("loop %d: %d events, %d scheduled, %d submitted in %.1f ms", self.loops,
                   events, evaluated, submitted, (time.monotonic() - now) * 1000)
         return busy
+
+    def _create_runs(self) -> None:
+        if self.runs.create_due_runs():
+            self._due["start_runs"] = 0.0
 
     def _periodic(self, name: str, interval: float, action: Any) -> None:
         now = time.monotonic()
@@ -220,7 +230,8 @@ class Scheduler:
         if self.executor.has_events():
             return
         if self._waker.wait(self.executor.fileno(), timeout):
-            self._due["create_runs"] = 0.0  # an unpause may make a run due
+            # A trigger queued a run, or an unpause made one due.
+            self._due["create_runs"] = self._due["start_runs"] = 0.0
 
     def _sleep_time(self) -> float:
         now = time.monotonic()
@@ -234,6 +245,8 @@ class Scheduler:
         finished, scheduled, cancel = self.runs.evaluate_running_runs()
         for ti in cancel:
             self.executor.cancel(TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index))
+        if finished:  # a slot under max_active_runs may have opened
+            self._due["start_runs"] = 0.0
         for run, state, reason, fileloc, wants_callback in finished:
             log.info("DAG run %s of %s is %s: %s", run.run_id, run.dag_id, state, reason)
             if wants_callback:
@@ -267,17 +280,20 @@ class Scheduler:
     # ------------------------------------------------------------------------------ events
 
     def _apply_events(self) -> int:
+        """Apply the executor's events; returns how many ended a try."""
         events: list[TaskEvent] = self.executor.events()
+        final = 0
         for event in events:
             if event.state not in FINAL_EVENTS:
                 continue
+            final += 1
             if self.in_flight.get(event.key) == event.try_number:
                 del self.in_flight[event.key]
             if event.state == "lost":
                 self._handle_lost(event)
         if events:
             crash_point("events_applied")
-        return len(events)
+        return final
 
     def _handle_lost(self, event: TaskEvent) -> None:
         """The executor lost a try: if it never started, hand the same try out again (a start
