@@ -267,6 +267,10 @@ class Scheduler:
             self._submit(item)
         if queued:
             crash_point("tries_submitted")
+        if len(queued) < slots:
+            # Nothing else may run now; the next evaluation (a try ended, a retry came due)
+            # says when to look again.
+            self.runs.waiting = False
         return len(queued)
 
     def _submit(self, item: QueuedTry) -> None:
