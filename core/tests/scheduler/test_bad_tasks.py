@@ -21,10 +21,6 @@ from .conftest import WriteDag
 from .helpers import duplicate_starts, ledger, run_scheduler_once, start_scheduler, wait_for
 
 NORMAL = 10
-WORKER_DEATH_BUG = (
-    "a task that kills its local executor worker takes every other try of that worker with it: "
-    "the children die with their supervisor (PR_SET_PDEATHSIG in flow.execution.supervisor) "
-    "and zombie detection then fails them, though they did nothing wrong")
 BAD_TASKS = f"""
 import os, signal, subprocess, time
 from datetime import datetime, timedelta
@@ -139,7 +135,8 @@ from ledger_task import ledgered
 def kills_its_worker(ti):
     if ti.try_number == 1:
         # Takes its local executor worker down with it: nobody is left to report this try,
-        # and the other tries that worker supervises lose their supervisor.
+        # and the other tries that worker supervises lose their supervisor; they must still
+        # finish and record their end.
         os.kill(os.getppid(), signal.SIGKILL)
         os._exit(9)
 
@@ -154,7 +151,6 @@ with DAG("kills_its_worker", schedule="@once", start_date=datetime(2024, 1, 1),
 """
 
 
-@pytest.mark.xfail(strict=True, reason=WORKER_DEATH_BUG)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_task_that_kills_its_worker_is_retried_and_the_tries_beside_it_succeed(
         write_dag: WriteDag, ledger_engine: Engine, flow_home: Path) -> None:
