@@ -26,10 +26,12 @@ GROUPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("Event hooks", hookspecs.EVENT_HOOKS,
      "Called by the core at lifecycle points. Each implementation is called on its own; an "
      "exception is logged with `plugin=<name>` and never reaches the caller or the other "
-     "listeners. An implementation may accept any subset of the arguments."),
+     "listeners, except the one a `flow_user_action` listener raises on purpose to refuse an "
+     "action (`flow.exceptions.ActionVetoed`). An implementation may accept any subset of the "
+     "arguments."),
 )
 
-_PART = re.compile(r"^(When|Returns|Must not|Since|Example):\s*(.*)$")
+_PART = re.compile(r"^(When|Returns|Veto|Must not|Since|Example):\s*(.*)$")
 
 
 def hook_function(name: str) -> Callable[..., Any]:
@@ -87,7 +89,7 @@ def _prose(text: str) -> str:
 def render_hook(name: str) -> str:
     summary, parts = docstring_parts(name)
     lines = [f"### `{name}`", "", "```python", signature(name), "```", "", _prose(summary), ""]
-    for part in ("When", "Returns", "Must not", "Since"):
+    for part in ("When", "Returns", "Veto", "Must not", "Since"):
         if part in parts:
             lines += [f"**{part}:** {_prose(parts[part])}", ""]
     if "Example" in parts:

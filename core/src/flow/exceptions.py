@@ -67,3 +67,42 @@ class XComTooLarge(FlowException, ValueError):
 
 class FernetKeyMissing(FlowException):
     """A secret was about to be stored with no Fernet key configured."""
+
+
+class ActionVetoed(FlowException):
+    """A plugin refused a user action from its ``flow_user_action`` hook; the action was rolled
+    back and nothing of it was committed.
+
+    A plugin raises it with the reason only (``raise ActionVetoed("the audit trail cannot be
+    written")``); flow adds the plugin, its distribution, the action and its target before the
+    caller sees it. The web UI shows the message, the REST API answers 503 with it, the CLI
+    prints it and exits 1.
+
+    Since: 0.2.0
+    """
+
+    status = 503
+
+    def __init__(self, reason: str, *, plugin: str | None = None,
+                 distribution: str | None = None, action: str | None = None,
+                 target: str | None = None) -> None:
+        self.reason = reason
+        self.plugin = plugin
+        self.distribution = distribution
+        self.action = action
+        self.target = target
+        super().__init__(reason)
+
+    def refused_by(self, plugin: str, distribution: str | None, action: str,
+                   target: str) -> ActionVetoed:
+        """The same refusal, naming who refused what."""
+        return ActionVetoed(self.reason, plugin=plugin, distribution=distribution,
+                            action=action, target=target)
+
+    def __str__(self) -> str:
+        if self.plugin is None:
+            return self.reason
+        who = f"plugin {self.plugin!r}" + (f" ({self.distribution})" if self.distribution
+                                            else "")
+        what = f"{self.action} of {self.target!r}" if self.target else str(self.action)
+        return f"{what} was refused by {who} and nothing was changed: {self.reason}"

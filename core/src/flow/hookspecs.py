@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import click
+    from sqlalchemy import Connection
 
     from flow.records import (
         ConnectionTypeSpec,
@@ -314,21 +315,36 @@ def flow_task_instance_state_changed(ti: Any, previous: str | None, current: str
 
 
 @hookspec
-def flow_user_action(actor: str, action: str, target: str, details: dict[str, Any]) -> None:
+def flow_user_action(actor: str, action: str, target: str, details: dict[str, Any],
+                     transaction: Connection | None) -> None:
     """A person or script did something: trigger, pause, clear, mark, connection and variable
     changes, user management, login, failed login.
 
-    When: after the action took effect (or was refused, for a failed login), in the process that
-    served it: the web server, the REST API or the CLI. ``details`` holds ``source`` ("ui",
-    "api" or "cli"), ``remote_addr`` where known, and the action's parameters with every secret
-    value already replaced by ``***``.
+    When: as the action takes effect, in the process that served it (the web server, the REST
+    API or the CLI): inside the action's database transaction, after its changes were made and
+    before they are committed; for a failed login or a logout, with nothing else to commit.
+    ``details`` holds ``source`` ("ui", "api" or "cli"), ``remote_addr`` where known, and the
+    action's parameters with every secret value already replaced by ``***``.
+    ``transaction`` (since 0.2.0; take it only if you need it) is the SQLAlchemy
+    ``Connection`` of that transaction, inside a savepoint of this listener's own: rows a
+    plugin writes to its own tables through it commit with the action or not at all.
 
     Returns: nothing.
 
-    Must not: block the request; raise (it is logged and ignored); put ``details`` anywhere
-    that is less protected than the event log without keeping secrets out.
+    Veto: raise :class:`flow.exceptions.ActionVetoed` with the reason to refuse the action
+    (since 0.2.0). flow rolls the whole action back, and the user sees the reason with the
+    plugin's name: the web UI shows it, the REST API answers 503 (problem+json), the CLI exits
+    1. The listeners after the refusing one are not called; those before it were, so a plugin
+    that refuses by policy should be ``@hookimpl(tryfirst=True)``, and a listener that must
+    hear only of committed actions writes through ``transaction``. A failed login or a logout
+    cannot be refused: its veto is logged. Any other exception is logged and ignored, as for
+    every event hook.
 
-    Since: 0.1.0
+    Must not: block the request; raise anything but ``ActionVetoed`` on purpose; commit, roll
+    back or close ``transaction``, or write flow's own tables through it; put ``details``
+    anywhere that is less protected than the event log without keeping secrets out.
+
+    Since: 0.1.0; ``transaction`` and the veto since 0.2.0.
     """
     raise NotImplementedError
 

@@ -10,21 +10,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flow.cli.db import ready_database
 from flow.cli.output import echo_rows, output_option
-from flow.exceptions import ConnectionNotFound, FernetKeyMissing
+from flow.exceptions import ActionVetoed, ConnectionNotFound, FernetKeyMissing
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 LIST_COLUMNS = ["conn_id", "conn_type", "host", "port", "schema", "login", "description"]
 
 
-def _record(action: str, conn_id: str, details: dict[str, Any] | None = None) -> None:
+def _record(session: Session, action: str, conn_id: str,
+            details: dict[str, Any] | None = None) -> None:
+    """Record the change in its transaction, before the commit: a plugin may refuse it
+    (:class:`~flow.exceptions.ActionVetoed`), and then nothing is stored."""
     from flow.store.event_log import os_user, record_user_action
 
-    record_user_action(os_user(), action, conn_id, details or {}, source="cli")
+    record_user_action(os_user(), action, conn_id, details or {}, source="cli",
+                       session=session)
 
 
 def _fail_on_user_errors(func: Any) -> Any:
@@ -39,7 +46,7 @@ def _fail_on_user_errors(func: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except (FernetKeyMissing, ConnectionNotFound, AlreadyExists, FernetDecryptError,
-                ValueError) as err:
+                ActionVetoed, ValueError) as err:
             raise click.ClickException(str(err)) from None
     return wrapper
 
@@ -90,9 +97,12 @@ def add(conn_id: str, conn_uri: str | None, conn_json: str | None, conn_type: st
     else:
         raise click.UsageError("give --conn-uri, --conn-json or --conn-type")
     ready_database()
-    replaced = save_connection(connection, overwrite=overwrite)
-    _record("connection.update" if replaced else "connection.create", conn_id,
-            connection.to_dict(reveal=False))
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        replaced = save_connection(connection, overwrite=overwrite, session=session)
+        _record(session, "connection.update" if replaced else "connection.create", conn_id,
+                connection.to_dict(reveal=False))
     click.echo(f"{'Replaced' if replaced else 'Added'} connection {conn_id!r} "
                f"({connection.conn_type}).")
 
@@ -144,9 +154,13 @@ def delete(conn_id: str) -> None:
     from flow.secrets.database import delete_connection
 
     ready_database()
-    if not delete_connection(conn_id):
-        raise click.ClickException(f"connection {conn_id!r} is not in the metadata database")
-    _record("connection.delete", conn_id)
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        if not delete_connection(conn_id, session=session):
+            raise click.ClickException(f"connection {conn_id!r} is not in the metadata "
+                                       "database")
+        _record(session, "connection.delete", conn_id)
     click.echo(f"Deleted connection {conn_id!r}.")
 
 
@@ -177,10 +191,14 @@ def import_(file: Path, overwrite: bool) -> None:
         if existing:
             raise AlreadyExists(f"{file}: connection(s) {', '.join(existing)} already exist; "
                                 "nothing was imported. Use --overwrite to replace them.")
-    for connection in parsed:
-        replaced = save_connection(connection, overwrite=overwrite)
-        _record("connection.update" if replaced else "connection.create", connection.conn_id,
-                {**connection.to_dict(reveal=False), "imported_from": str(file)})
+    from flow.store.session import session_scope
+
+    with session_scope() as session:  # all or nothing
+        for connection in parsed:
+            replaced = save_connection(connection, overwrite=overwrite, session=session)
+            _record(session, "connection.update" if replaced else "connection.create",
+                    connection.conn_id,
+                    {**connection.to_dict(reveal=False), "imported_from": str(file)})
     click.echo(f"Imported {len(parsed)} connection(s) from {file}.")
 
 

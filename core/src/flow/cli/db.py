@@ -96,10 +96,13 @@ def rotate_fernet_key() -> None:
     """
     from flow.secrets.database import rotate_fernet_key as rotate
     from flow.store.event_log import os_user, record_user_action
+    from flow.store.session import session_scope
 
     ready_database()
-    count = rotate()
-    record_user_action(os_user(), "fernet_key.rotate", "", {"values": count}, source="cli")
+    with session_scope() as session:  # a plugin that refuses the rotation undoes it
+        count = rotate(session=session)
+        record_user_action(os_user(), "fernet_key.rotate", "", {"values": count},
+                           source="cli", session=session)
     click.echo(f"Re-encrypted {count} stored value(s) with the first configured key.")
 
 

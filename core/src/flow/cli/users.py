@@ -16,29 +16,34 @@ from flow.cli.output import echo_rows, output_option
 ROLE_CHOICE = click.Choice(["admin", "op", "viewer"])
 
 
-def _record(action: str, target: str, details: dict[str, Any] | None = None) -> None:
-    from flow.store.event_log import os_user, record_user_action
-
-    record_user_action(os_user(), action, target, details or {}, source="cli")
-
-
 def _password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
     return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
-def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a user-management function in one transaction; its error as a one-line message."""
+def _run(func: Any, *args: Any, record: tuple[str, str, dict[str, Any]] | None = None,
+         **kwargs: Any) -> Any:
+    """Run a user-management function in one transaction; its error as a one-line message.
+
+    ``record`` (action, target, details) is recorded in that transaction before the commit:
+    a plugin may refuse the action, and then nothing is changed."""
     from flow.cli.db import ready_database
+    from flow.exceptions import ActionVetoed
+    from flow.store.event_log import os_user, record_user_action
     from flow.store.session import session_scope
     from flow.web.users import UserError
 
     ready_database()
     try:
         with session_scope() as session:
-            return func(session, *args, **kwargs)
-    except UserError as err:
+            result = func(session, *args, **kwargs)
+            if record is not None:
+                action, target, details = record
+                record_user_action(os_user(), action, target, details, source="cli",
+                                   session=session)
+            return result
+    except (UserError, ActionVetoed) as err:
         raise click.ClickException(str(err)) from None
 
 
@@ -58,8 +63,8 @@ def create(username: str, role: str, email: str | None, password_stdin: bool) ->
     from flow.web.users import create_user
 
     password = _password(password_stdin)
-    _run(create_user, username, password, role, email)
-    _record("user.create", username, {"role": role})
+    _run(create_user, username, password, role, email,
+         record=("user.create", username, {"role": role}))
     click.echo(f"User {username} created with role {role}.")
 
 
@@ -84,8 +89,7 @@ def delete(username: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Delete user {username} and their tokens?", abort=True)
-    _run(delete_user, username)
-    _record("user.delete", username)
+    _run(delete_user, username, record=("user.delete", username, {}))
     click.echo(f"User {username} deleted.")
 
 
@@ -96,8 +100,8 @@ def reset_password_(username: str, password_stdin: bool) -> None:
     """Set a new password (ends the user's existing login sessions)."""
     from flow.web.users import reset_password
 
-    _run(reset_password, username, _password(password_stdin))
-    _record("user.reset_password", username)
+    _run(reset_password, username, _password(password_stdin),
+         record=("user.reset_password", username, {}))
     click.echo(f"Password of {username} changed.")
 
 
@@ -113,8 +117,8 @@ def token_create(username: str, name: str) -> None:
     """Make an API token for USERNAME and print it (shown only this once)."""
     from flow.web.users import create_token
 
-    value = _run(create_token, username, name)
-    _record("user.token_create", username, {"name": name})
+    value = _run(create_token, username, name,
+                 record=("user.token_create", username, {"name": name}))
     click.echo(value)
     click.echo("Keep this token: flow stores only its hash and cannot show it again. Send it "
                "as 'Authorization: Bearer <token>'.", err=True)

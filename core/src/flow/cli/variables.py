@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,11 +18,17 @@ from flow.cli.db import ready_database
 from flow.cli.output import echo_rows, output_option
 from flow.secrets.masking import MASK, is_sensitive_name
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-def _record(action: str, key: str, details: dict[str, Any] | None = None) -> None:
+
+def _record(session: Session, action: str, key: str,
+            details: dict[str, Any] | None = None) -> None:
+    """Record the change in its transaction, before the commit: a plugin may refuse it
+    (:class:`~flow.exceptions.ActionVetoed`), and then nothing is stored."""
     from flow.store.event_log import os_user, record_user_action
 
-    record_user_action(os_user(), action, key, details or {}, source="cli")
+    record_user_action(os_user(), action, key, details or {}, source="cli", session=session)
 
 
 def _shown(key: str, value: str, reveal: bool) -> str:
@@ -50,10 +56,13 @@ def set_(key: str, value: str, as_json: bool, description: str | None) -> None:
         except json.JSONDecodeError as err:
             raise click.BadParameter(f"not valid JSON: {err}", param_hint="VALUE") from None
     ready_database()
-    replaced = save_variable(key, value, description)
-    _record("variable.update" if replaced else "variable.create", key,
-            {"description": description, "value": value} if not is_sensitive_name(key)
-            else {"description": description})
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        replaced = save_variable(key, value, description, session=session)
+        _record(session, "variable.update" if replaced else "variable.create", key,
+                {"description": description, "value": value} if not is_sensitive_name(key)
+                else {"description": description})
     click.echo(f"{'Updated' if replaced else 'Set'} variable {key!r}.")
 
 
@@ -99,9 +108,12 @@ def delete(key: str) -> None:
     from flow.secrets.database import delete_variable
 
     ready_database()
-    if not delete_variable(key):
-        raise click.ClickException(f"variable {key!r} is not in the metadata database")
-    _record("variable.delete", key)
+    from flow.store.session import session_scope
+
+    with session_scope() as session:
+        if not delete_variable(key, session=session):
+            raise click.ClickException(f"variable {key!r} is not in the metadata database")
+        _record(session, "variable.delete", key)
     click.echo(f"Deleted variable {key!r}.")
 
 
@@ -114,11 +126,14 @@ def import_(file: Path) -> None:
 
     data = _read_mapping(file)
     ready_database()
-    for key, value in data.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        replaced = save_variable(str(key), text)
-        _record("variable.update" if replaced else "variable.create", str(key),
-                {"imported_from": str(file)})
+    from flow.store.session import session_scope
+
+    with session_scope() as session:  # all or nothing
+        for key, value in data.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            replaced = save_variable(str(key), text, session=session)
+            _record(session, "variable.update" if replaced else "variable.create", str(key),
+                    {"imported_from": str(file)})
     click.echo(f"Imported {len(data)} variable(s) from {file}.")
 
 

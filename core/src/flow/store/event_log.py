@@ -1,9 +1,10 @@
 """The event log: what people and scripts did, from the UI, the REST API and the CLI alike.
 
 :func:`record_user_action` writes one ``event_log`` row and tells plugins through
-``flow_user_action``. Secrets never reach either: a detail whose name looks sensitive
-(password, secret, token, key, ...) becomes ``***``, and every secret the process's masker knows
-is replaced inside the other values.
+``flow_user_action``, both in the action's transaction, where a plugin may refuse the action
+(:class:`~flow.exceptions.ActionVetoed`). Secrets never reach either: a detail whose name looks
+sensitive (password, secret, token, key, ...) becomes ``***``, and every secret the process's
+masker knows is replaced inside the other values.
 """
 
 from __future__ import annotations
@@ -45,29 +46,39 @@ def record_user_action(actor: str, action: str, target: str,
                        plugins: PluginManager | None = None,
                        session: Session | None = None) -> EventLog:
     """Record that ``actor`` did ``action`` (``"connection.create"``, ``"dag.pause"``) to
-    ``target`` (a conn_id, a dag_id, ...), then call ``flow_user_action``.
+    ``target`` (a conn_id, a dag_id, ...), and call ``flow_user_action`` in the same
+    transaction.
 
-    With ``session`` the row joins the caller's transaction (flushed, not committed) so the
-    action and its record commit together; without one it is committed at once. ``details``
-    may name ``dag_id``, ``run_id`` and ``task_id``, which get columns of their own.
+    With ``session`` the row joins the caller's transaction (flushed, not committed): call it
+    after the action's changes and before the commit, so the action and its record commit
+    together. Without one, the row is written in a transaction of its own.
+
+    A listener may refuse the action: then :class:`~flow.exceptions.ActionVetoed` (naming the
+    plugin) is raised here, and the caller must roll back (``session_scope`` does). Every
+    other exception of a listener is logged and ignored. ``details`` may name ``dag_id``,
+    ``run_id`` and ``task_id``, which get columns of their own.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-    safe = redact_details(details)
-    row = EventLog(actor=actor[:500], action=action, source=source, target=target[:2000],
-                   dag_id=_text(safe.get("dag_id")), run_id=_text(safe.get("run_id")),
-                   task_id=_text(safe.get("task_id")), details=safe)
-    if session is not None:
-        session.add(row)
-        session.flush()
-    else:
-        with session_scope() as own:
-            own.add(row)
     if plugins is None:
         from flow.plugins import current
 
         plugins = current()
-    plugins.user_action(actor, action, target, {**safe, "source": source})
+    if session is not None:
+        return _record(session, actor, action, target, details, source, plugins)
+    with session_scope() as own:
+        return _record(own, actor, action, target, details, source, plugins)
+
+
+def _record(session: Session, actor: str, action: str, target: str,
+            details: dict[str, Any] | None, source: str, plugins: PluginManager) -> EventLog:
+    safe = redact_details(details)
+    row = EventLog(actor=actor[:500], action=action, source=source, target=target[:2000],
+                   dag_id=_text(safe.get("dag_id")), run_id=_text(safe.get("run_id")),
+                   task_id=_text(safe.get("task_id")), details=safe)
+    session.add(row)
+    session.flush()
+    plugins.user_action(actor, action, target, {**safe, "source": source}, session=session)
     return row
 
 

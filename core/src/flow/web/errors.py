@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, Response, json, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from flow.exceptions import ActionVetoed
+
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
@@ -52,6 +54,14 @@ def init_app(app: Flask) -> None:
         if status == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response
+
+    @app.errorhandler(ActionVetoed)
+    def vetoed(error: ActionVetoed) -> Response:
+        # The action's changes were never committed; the request's session may still hold them.
+        from flow.web.db import db
+
+        db().rollback()
+        return problem(503, "Action refused", str(error))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

@@ -39,10 +39,11 @@ def save_connection(conn_id: str, fields: dict[str, Any], *, create: bool, sourc
     extra = merged.get("extra")
     merged["extra"] = json.dumps(extra) if isinstance(extra, dict) else extra
     connection = Connection(conn_id=conn_id, **merged)
-    secrets_db.save_connection(connection, overwrite=not create)
+    secrets_db.save_connection(connection, overwrite=not create, session=db())
     changed = sorted(k for k in fields if k != "conn_id")
     record("connection.create" if create else "connection.update", conn_id,
            {"conn_type": connection.conn_type, "fields": changed}, source=source)
+    db().commit()
 
 
 @routes.operation("GET", "/connections", summary="List connections (passwords are never "
@@ -93,9 +94,10 @@ def patch_connection(conn_id: str) -> Any:
 @routes.operation("DELETE", "/connections/<conn_id>", summary="Delete a connection",
                     tag="Connection", role="admin", status=204)
 def delete_connection(conn_id: str) -> Any:
-    if not secrets_db.delete_connection(conn_id):
+    if not secrets_db.delete_connection(conn_id, session=db()):
         raise ApiError(404, "Not Found", f"connection {conn_id!r} does not exist")
     record("connection.delete", conn_id)
+    db().commit()
     return "", 204
 
 
@@ -117,6 +119,7 @@ def test_stored_connection(conn_id: str, source: str) -> tuple[bool, str]:
     from flow.secrets.masking import redact
 
     record("connection.test", conn_id, {"ok": ok}, source=source)
+    db().commit()
     return ok, redact(message)
 
 
@@ -158,8 +161,10 @@ def create_variable() -> Any:
     fields = body(BODIES["VariableBody"])
     if secrets_db.load_variable(fields["key"]) is not None:
         raise ApiError(409, "Conflict", f"variable {fields['key']!r} already exists; PATCH it")
-    secrets_db.save_variable(fields["key"], fields["value"], fields.get("description"))
+    secrets_db.save_variable(fields["key"], fields["value"], fields.get("description"),
+                             session=db())
     record("variable.create", fields["key"])
+    db().commit()
     return jsonify(_variable(fields["key"])), 201
 
 
@@ -175,8 +180,9 @@ def get_variable(key: str) -> Any:
 def patch_variable(key: str) -> Any:
     fields = body(BODIES["VariablePatch"])
     _variable(key)
-    secrets_db.save_variable(key, fields["value"], fields.get("description"))
+    secrets_db.save_variable(key, fields["value"], fields.get("description"), session=db())
     record("variable.update", key)
+    db().commit()
     db().expire_all()
     return jsonify(_variable(key))
 
@@ -184,9 +190,10 @@ def patch_variable(key: str) -> Any:
 @routes.operation("DELETE", "/variables/<key>", summary="Delete a variable", tag="Variable",
                     role="op", status=204)
 def delete_variable(key: str) -> Any:
-    if not secrets_db.delete_variable(key):
+    if not secrets_db.delete_variable(key, session=db()):
         raise ApiError(404, "Not Found", f"variable {key!r} does not exist")
     record("variable.delete", key)
+    db().commit()
     return "", 204
 
 
@@ -219,9 +226,10 @@ def save_pool(name: str, slots: int | None, description: str | None, *, create: 
     if slots is not None:
         row.slots = slots
     row.description = description
-    db().commit()
+    db().flush()
     record("pool.create" if create else "pool.update", name, {"slots": row.slots},
            source=source)
+    db().commit()
     return row
 
 
@@ -261,8 +269,9 @@ def delete_pool_named(name: str, source: str) -> None:
     if name == "default_pool":
         raise ApiError(409, "Conflict", "default_pool cannot be deleted; change its slots")
     db().delete(data.get_pool(db(), name))
-    db().commit()
+    db().flush()
     record("pool.delete", name, source=source)
+    db().commit()
 
 
 # -------------------------------------------------------------------------- plugins, events, users
@@ -315,8 +324,8 @@ def create_user() -> Any:
                    fields.get("email"))
     except UserError as err:
         raise ApiError(409, "Conflict", str(err)) from None
-    db().commit()
     record("user.create", row.username, {"role": row.role})
+    db().commit()
     return jsonify(serializers.user(row)), 201
 
 
@@ -332,6 +341,6 @@ def delete_user(username: str) -> Any:
         remove(db(), username)
     except UserError as err:
         raise ApiError(404, "Not Found", str(err)) from None
-    db().commit()
     record("user.delete", username)
+    db().commit()
     return "", 204

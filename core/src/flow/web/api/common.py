@@ -97,10 +97,15 @@ def not_found(what: str) -> ApiError:
 
 def record(action: str, target: str, details: dict[str, Any] | None = None, *,
            source: str = "api") -> None:
+    """Record the request's action in its session (``db()``), whose changes it must follow and
+    whose commit must follow it: a plugin that refuses the action raises
+    :class:`~flow.exceptions.ActionVetoed` here, before anything is committed."""
     from flask import current_app
 
     from flow.store.event_log import record_user_action
+    from flow.web.db import db
 
     record_user_action(actor(), action, target, {**(details or {}),
                                                  "remote_addr": remote_addr()},
-                       source=source, plugins=current_app.extensions["flow.plugins"])
+                       source=source, plugins=current_app.extensions["flow.plugins"],
+                       session=db())

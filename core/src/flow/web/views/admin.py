@@ -106,8 +106,9 @@ def connection_edit(conn_id: str) -> Any:
 @ui_blueprint.post("/connections/<conn_id>/delete")
 @access(read="admin", write="admin")
 def connection_delete(conn_id: str) -> Any:
-    if secrets_db.delete_connection(conn_id):
+    if secrets_db.delete_connection(conn_id, session=db()):
         _record("connection.delete", conn_id)
+        db().commit()
         flash(f"Connection {conn_id} deleted.", "success")
     return redirect(url_for("ui.connection_list"))
 
@@ -122,6 +123,7 @@ def connection_test(conn_id: str) -> Any:
 
 
 def _record(action: str, target: str, details: dict[str, Any] | None = None) -> None:
+    """Record the action in the request's session: commit after it (a plugin may refuse it)."""
     from flow.web.api.common import record
 
     record(action, target, details, source="ui")
@@ -156,8 +158,10 @@ def variable_new(key: str | None = None) -> Any:
             value = stored or ""  # a masked value left empty keeps the stored one
         if error is None:
             replaced = secrets_db.save_variable(new_key, value,
-                                                request.form.get("description") or None)
+                                                request.form.get("description") or None,
+                                                session=db())
             _record("variable.update" if replaced else "variable.create", new_key)
+            db().commit()
             flash(f"Variable {new_key} saved.", "success")
             return redirect(url_for("ui.variable_list"))
     shown = "" if key is None or is_sensitive_name(key) else stored
@@ -168,8 +172,9 @@ def variable_new(key: str | None = None) -> Any:
 @ui_blueprint.post("/variables/<key>/delete")
 @access(read="op", write="op")
 def variable_delete(key: str) -> Any:
-    if secrets_db.delete_variable(key):
+    if secrets_db.delete_variable(key, session=db()):
         _record("variable.delete", key)
+        db().commit()
         flash(f"Variable {key} deleted.", "success")
     return redirect(url_for("ui.variable_list"))
 
@@ -245,8 +250,8 @@ def user_list() -> Any:
             row = create_user(db(), request.form.get("username", ""),
                               request.form.get("password", ""), request.form.get("role", ""),
                               request.form.get("email") or None)
-            db().commit()
             _record("user.create", row.username, {"role": row.role})
+            db().commit()
             flash(f"User {row.username} created.", "success")
         except UserError as err:
             db().rollback()
@@ -267,8 +272,8 @@ def user_delete(username: str) -> Any:
         return redirect(url_for("ui.user_list"))
     try:
         delete_user(db(), username)
-        db().commit()
         _record("user.delete", username)
+        db().commit()
         flash(f"User {username} deleted.", "success")
     except UserError as err:
         flash(str(err), "error")

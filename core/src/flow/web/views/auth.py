@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import current_app, jsonify, redirect, render_template, request, session, url_for
@@ -11,17 +12,33 @@ from flow.web.db import db
 from flow.web.security import access, log_in, remote_addr, safe_next
 from flow.web.views import ui_blueprint
 
+log = logging.getLogger(__name__)
 
-def _record(actor: str, action: str) -> None:
+
+def _record(actor: str, action: str, *, in_request_session: bool = False) -> None:
+    """Record a login in the request's session (``in_request_session``, committed by the
+    caller: a plugin may refuse the login), or a failed login or a logout in a transaction of
+    its own, which a plugin cannot refuse: there is nothing to undo, so its veto is logged."""
+    from flow.exceptions import ActionVetoed
     from flow.store.event_log import record_user_action
 
-    record_user_action(actor, action, actor, {"remote_addr": remote_addr()}, source="ui",
-                       plugins=current_app.extensions["flow.plugins"])
+    plugins = current_app.extensions["flow.plugins"]
+    details = {"remote_addr": remote_addr()}
+    if in_request_session:
+        record_user_action(actor, action, actor, details, source="ui", plugins=plugins,
+                           session=db())
+        return
+    try:
+        record_user_action(actor, action, actor, details, source="ui", plugins=plugins)
+    except ActionVetoed as veto:
+        log.warning("plugin %s refused %s of %r, which cannot be undone and stands: %s",
+                    veto.plugin, action, actor, veto.reason)
 
 
 @ui_blueprint.route("/login", methods=["GET", "POST"])
 @access(public=True)
 def login() -> Any:
+    from flow.exceptions import ActionVetoed
     from flow.web.users import authenticate
 
     next_url = request.values.get("next", "")
@@ -34,9 +51,13 @@ def login() -> Any:
         _record(username or "(empty)", "user.login_failed")
         return render_template("login.html", next=next_url,
                                error="Wrong username or password."), 401
+    try:
+        _record(user.username, "user.login", in_request_session=True)
+    except ActionVetoed as veto:
+        db().rollback()
+        return render_template("login.html", next=next_url, error=str(veto)), 503
     db().commit()
     log_in(user)
-    _record(user.username, "user.login")
     return redirect(safe_next(next_url))
 
 
