@@ -226,9 +226,9 @@ class BaseOperator(AbstractOperator):
 
     def render_template_fields(self, context: Mapping[str, Any], jinja_env: Any = None) -> None:
         """Render every template field in place; XComArgs and DAG params are resolved."""
-        from flow.authoring.templating import make_environment, render
+        from flow.authoring.templating import LazyEnvironment, render
 
-        env = jinja_env if jinja_env is not None else make_environment(self.dag)
+        env = jinja_env if jinja_env is not None else LazyEnvironment(self.dag)
         for field in self.template_fields:
             value = getattr(self, field, None)
             try:

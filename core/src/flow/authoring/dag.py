@@ -252,9 +252,9 @@ class DAG:
 
     # ---- running ----------------------------------------------------------------------------
     def get_template_env(self) -> Any:
-        from flow.authoring.templating import make_environment
+        from flow.authoring.templating import LazyEnvironment
 
-        return make_environment(self)
+        return LazyEnvironment(self).get()
 
     def test(self, logical_date: datetime | None = None,
              conf: Mapping[str, Any] | None = None) -> Any:

@@ -9,6 +9,7 @@ in one of the operator's ``template_ext``) are read from the DAG's folder and it
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,32 @@ def make_environment(dag: DAG | None = None) -> Environment:
         env.globals.update(dag.user_defined_macros)
         env.filters.update(dag.user_defined_filters)
     return env
+
+
+class LazyEnvironment:
+    """``dag``'s template environment, built on first use and then kept on the DAG: a task
+    whose fields hold no template never builds one, and the tries of a warm worker's forked
+    children share the one their worker built."""
+
+    def __init__(self, dag: DAG | None) -> None:
+        self._dag = dag
+        self._env: Environment | None = None
+
+    def get(self) -> Environment:
+        if self._env is None:
+            dag = self._dag
+            if dag is None:
+                self._env = make_environment(None)
+            else:
+                self._env = getattr(dag, "_template_env", None)
+                if self._env is None:
+                    self._env = make_environment(dag)
+                    with contextlib.suppress(AttributeError):
+                        dag._template_env = self._env  # type: ignore[union-attr]
+        return self._env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
 
 
 def render(value: Any, context: Mapping[str, Any], jinja_env: Environment,

@@ -109,11 +109,14 @@ def capture_task_output(path: Path, echo: TextIO | None = None) -> Iterator[Path
         handlers.append(_handler(echo))
     for handler in handlers:
         root.addHandler(handler)
+    # setLevel empties the cache of every logger (and, in a forked child, copies their pages):
+    # only when the level changes.
     if previous_level > logging.INFO or previous_level == logging.NOTSET:
         root.setLevel(logging.INFO)
     task_logger = logging.getLogger("flow.task")
     task_level = task_logger.level
-    task_logger.setLevel(logging.NOTSET)
+    if task_level != logging.NOTSET:
+        task_logger.setLevel(logging.NOTSET)
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout = _LineWriter(logging.getLogger("flow.task.stdout"), logging.INFO)
     sys.stderr = _LineWriter(logging.getLogger("flow.task.stderr"), logging.INFO)
@@ -123,8 +126,10 @@ def capture_task_output(path: Path, echo: TextIO | None = None) -> Iterator[Path
         for writer in (sys.stdout, sys.stderr):
             writer.flush()
         sys.stdout, sys.stderr = stdout, stderr
-        task_logger.setLevel(task_level)
-        root.setLevel(previous_level)
+        if task_logger.level != task_level:
+            task_logger.setLevel(task_level)
+        if root.level != previous_level:
+            root.setLevel(previous_level)
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()

@@ -40,6 +40,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import selectors
 import signal
 import sys
@@ -62,12 +63,14 @@ from flow.execution.task_runner import (
     _xcom_backend,
     finish_tries,
     heartbeat_tries,
+    hold_stop_requests,
     run_started_try,
     start_tries,
 )
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import TaskInstance, TaskInstanceTry
+from flow.store.session import is_fork_safe
 from flow.utils.timezone import utcnow
 
 log = logging.getLogger("flow.supervisor")
@@ -373,8 +376,9 @@ class Supervisor:
         # neither spends time on it nor copies its pages by touching them.
         gc.freeze()
         os.setpgid(0, 0)
-        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        for signum in (signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(signum, signal.SIG_DFL)
+        hold_stop_requests()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         self._close_parent_fds()
         # Standard input is /dev/null from here on, not the caller's (a worker reads its
@@ -384,7 +388,8 @@ class Supervisor:
         if null_fd != 0:
             os.dup2(null_fd, 0)
             os.close(null_fd)
-        self.engine.dispose(close=False)
+        if not is_fork_safe(self.engine):  # else its pool drops inherited connections itself
+            self.engine.dispose(close=False)
 
     def _child_wait(self, command_fd: int, result_fd: int,
                     find_dag: Callable[[TaskWorkload], Any]) -> None:
@@ -400,8 +405,6 @@ class Supervisor:
         _redirect_output(path)
 
         def report(end: TryEnd, wants_state: bool) -> str | None:
-            import resource
-
             orphan.ending()
             message = {"end": end.to_json(), "wants_state": wants_state,
                        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}

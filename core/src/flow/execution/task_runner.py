@@ -315,6 +315,14 @@ class _StopRequest:
     def __init__(self) -> None:
         self.in_execute = False
         self.pending: Exception | None = None
+        self.early = False
+
+    def hold(self) -> None:
+        """In a child whose try is not known yet: keep a ``SIGTERM`` for :meth:`install`."""
+        def on_early(signum: int, frame: Any) -> None:
+            self.early = True
+
+        signal.signal(signal.SIGTERM, on_early)
 
     def install(self, dag: Any, task_id: str, supervision: Supervision | None) -> None:
         if supervision is None or threading.current_thread() is not threading.main_thread():
@@ -338,6 +346,8 @@ class _StopRequest:
                 raise self.pending
 
         signal.signal(signal.SIGTERM, on_terminate)
+        if self.early:  # asked to stop before the try was known
+            on_terminate(signal.SIGTERM, None)
 
     @contextlib.contextmanager
     def killable(self, task: Any) -> Iterator[None]:
@@ -360,6 +370,12 @@ class _StopRequest:
 
 
 _stop_request = _StopRequest()
+
+
+def hold_stop_requests() -> None:
+    """Called first in a supervised child: a stop that arrives before the try runs is kept
+    and raised as its ``execute`` begins."""
+    _stop_request.hold()
 
 
 def heartbeat_tries(engine: Engine, tries: list[tuple[int, int]]) -> list[bool]:

@@ -7,11 +7,12 @@ can share one file; PostgreSQL and MySQL/MariaDB use a small pool with pre-ping.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,12 +47,49 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+        return _fork_safe(engine, ping=False)
+    # Pre-ping is done by the checkout handler below, after it checked the connection is this
+    # process's own (SQLAlchemy's pool_pre_ping would ping a parent's connection first).
+    kwargs: dict[str, Any] = {"pool_size": 5, "max_overflow": 10}
     if parsed.get_backend_name() == "mysql":
         kwargs["isolation_level"] = "READ COMMITTED"
         kwargs["connect_args"] = {"charset": "utf8mb4"}
-    return create_engine(url, echo=echo, **kwargs)
+    return _fork_safe(create_engine(url, echo=echo, **kwargs), ping=True)
+
+
+def _fork_safe(engine: Engine, *, ping: bool) -> Engine:
+    """A forked child never uses a pooled connection of its parent: checking one out there
+    drops it (without closing the parent's socket) and connects anew. Costs nothing in a child
+    that never touches the database, unlike disposing the pool after every fork. With ``ping``,
+    a connection of this process is pinged at checkout and replaced when the server dropped
+    it (a database restart)."""
+
+    def on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        owner = record.info.get("pid")
+        if owner is not None and owner != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError(f"connection of process {owner}, checked out in "
+                                         f"process {os.getpid()}: connecting anew")
+        if ping:
+            try:
+                alive = engine.dialect.do_ping(dbapi_connection)
+            except Exception as err:  # the server or the network dropped it
+                raise exc.DisconnectionError(f"the connection was lost: {err}") from err
+            if not alive:
+                raise exc.DisconnectionError("the connection was lost")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "checkout", on_checkout)
+    engine.info_fork_safe = True  # type: ignore[attr-defined]
+    return engine
+
+
+def is_fork_safe(engine: Engine) -> bool:
+    """Whether ``engine`` was made by :func:`make_engine` (see :func:`_fork_safe`)."""
+    return bool(getattr(engine, "info_fork_safe", False))
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -115,6 +115,7 @@ class LocalWorker:
         if cached is None or cached[0] != version:
             cached = self._dags[path] = (version, self._import(path))
             self._dags_version += 1
+            self._prepare(cached[1])
         loaded = cached[1]
         dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
         if dag is not None and workload.task_id in dag.task_dict:
@@ -122,6 +123,15 @@ class LocalWorker:
         what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
         problems = "; ".join(str(e) for e in loaded.errors)
         return None, f"{what} not found in {path}" + (f": {problems}" if problems else "")
+
+    @staticmethod
+    def _prepare(loaded: Any) -> None:
+        """Build each DAG's template environment here, once, rather than in every try's child."""
+        from flow.authoring.templating import LazyEnvironment
+
+        for dag in loaded.dags:
+            with contextlib.suppress(Exception):  # a bad macro fails the try, not the worker
+                LazyEnvironment(dag).get()
 
     def _import(self, path: str) -> Any:
         """Import a DAG file here, under an alarm: a file that loops at import must not take
@@ -159,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     from flow.store.session import get_engine
 
     config = load_config()
+    _settle_logging()
     engine = get_engine()
     # The executor checked the schema before starting us: importing the migration machinery
     # here would add 10 MB to the worker, which every fork of a try pays for.
@@ -182,6 +193,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     finally:
         supervisor.close()
+
+
+def _settle_logging() -> None:
+    """Give the loggers the levels a try's log capture sets, here once: a level set in a forked
+    child empties every logger's cache (and copies their pages)."""
+    import logging
+
+    root = logging.getLogger()
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    logging.getLogger("flow.task").setLevel(logging.NOTSET)
 
 
 def _warm_imports() -> None:
