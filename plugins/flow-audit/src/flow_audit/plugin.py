@@ -1,8 +1,9 @@
 """The plugin module the ``flow.plugins`` entry point names: only hookimpls.
 
 Each event hook turns its arguments into an :class:`~flow_audit.chain.Entry` and hands it to
-the process's recorder, which writes it off the caller's path; loading the plugin imports
-neither SQLAlchemy nor click's commands nor Flask.
+the process's recorder, which writes it off the caller's path; with ``[audit] fail_closed`` a
+user action's record is written in the action's own transaction instead, and refuses the action
+when it cannot be. Loading the plugin imports neither SQLAlchemy nor click's commands nor Flask.
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ from flow_audit import _process  # noqa: F401 - notices forks from the moment th
 
 
 @hookimpl
-def flow_user_action(actor: str, action: str, target: str, details: dict[str, Any]) -> None:
+def flow_user_action(actor: str, action: str, target: str, details: dict[str, Any],
+                     transaction: Any) -> None:
     from flow_audit.chain import Entry
     from flow_audit.recorder import recorder
 
     rest = {key: value for key, value in details.items()
             if key not in {"source", "remote_addr"}}
-    recorder().add(Entry("user_action", actor, action, target, rest,
-                         source=str(details.get("source") or ""),
-                         remote_addr=str(details.get("remote_addr") or "")), urgent=True)
+    entry = Entry("user_action", actor, action, target, rest,
+                  source=str(details.get("source") or ""),
+                  remote_addr=str(details.get("remote_addr") or ""))
+    audit = recorder()
+    if audit.settings.fail_closed:
+        audit.record_within(transaction, entry)  # ActionVetoed when it cannot be written
+    else:
+        audit.add(entry, urgent=True)
 
 
 @hookimpl

@@ -13,7 +13,9 @@ few (a task's connection reads): the state changes come from the long-lived proc
 
 A failed write is logged and counted (``stats()``), and retried with a growing pause; the
 buffer keeps at most ``[audit] max_buffer`` records, dropping (and counting) the oldest.
-Nothing here raises into the hook that called it.
+Nothing here raises into the hook that called it, but for one case: with ``[audit]
+fail_closed``, a user action's record is written in the action's own transaction
+(:meth:`Recorder.record_within`), and when it cannot be, ``ActionVetoed`` refuses the action.
 """
 
 from __future__ import annotations
@@ -82,6 +84,37 @@ class Recorder:
                 return
         self._write_pending()
 
+    def record_within(self, transaction: Any, entry: Entry) -> None:
+        """``[audit] fail_closed``: append a user action's record in the action's transaction
+        (``transaction``, from ``flow_user_action``), so both commit or neither; raise
+        :class:`flow.exceptions.ActionVetoed` when it cannot be written, and flow rolls the
+        action back. Not buffered, and not behind the writer's lock: on SQLite that writer may
+        be waiting for the very write lock this transaction holds."""
+        from flow.exceptions import ActionVetoed
+        from flow_audit import store
+
+        try:
+            if transaction is None:  # a caller with no transaction: a commit of our own
+                store.append(self._engine_for_writes(), [entry], self.settings.hmac_key)
+            else:
+                store.append_within(transaction, [entry], self.settings.hmac_key)
+        except Exception as err:
+            summary = _summary(err)
+            with self._condition:
+                self.stats.failed_writes += 1
+                self.stats.last_error = summary
+            log.error("flow-audit could not write the record of %s, so [audit] fail_closed "
+                      "refuses it (%d failed writes so far): %s", entry.action,
+                      self.stats.failed_writes, summary)
+            if transaction is not None:
+                store.forget_engine(transaction.engine)  # check the tables again next time
+            raise ActionVetoed(
+                f"its audit record cannot be written ({type(err).__name__}) and [audit] "
+                "fail_closed = true refuses what cannot be recorded; the log of this "
+                "process says why, `flow audit verify` checks the chain") from err
+        with self._condition:
+            self.stats.written += 1
+
     # ------------------------------------------------------------------------------ writing
 
     def _start_writer(self) -> None:
@@ -140,10 +173,7 @@ class Recorder:
             self._in_flight = 0
             self._failures_in_a_row += 1
             self.stats.failed_writes += 1
-            # The error's type and first line only: a driver message can quote a statement's
-            # parameters, which are the records themselves.
-            first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            self.stats.last_error = f"{type(err).__name__}: {first_line}"
+            self.stats.last_error = _summary(err)
             overflow = len(self._buffer) - self.settings.max_buffer
             if overflow > 0:
                 del self._buffer[:overflow]
@@ -203,19 +233,6 @@ class Recorder:
             self._engine.dispose()
             self._engine = None
 
-    def probe(self) -> bool:
-        """Can the chain be read and written right now (for ``[audit] fail_closed``)?"""
-        try:
-            from flow_audit import store
-
-            store.probe(self._engine_for_writes())
-        except Exception as err:
-            with self._condition:
-                self.stats.last_error = f"{type(err).__name__}"
-            log.error("flow-audit: the audit tables cannot be reached: %s", type(err).__name__)
-            return False
-        return True
-
     def after_fork_in_child(self) -> None:
         """Start over in a forked child: the parent's buffer, thread and connections are the
         parent's."""
@@ -232,6 +249,13 @@ class Recorder:
 
             store.forget_engine(self._engine)
             self._engine = None
+
+
+def _summary(err: Exception) -> str:
+    # The error's type and first line only: a driver message can quote a statement's
+    # parameters, which are the records themselves.
+    first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return f"{type(err).__name__}: {first_line}"
 
 
 _recorder: Recorder | None = None

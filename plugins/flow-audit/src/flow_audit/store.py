@@ -167,19 +167,33 @@ def append(engine: Engine, entries: Sequence[Entry], key: str) -> list[Record]:
         return _append_locked(connection, _lock_head(connection), entries, key)
 
 
-def probe(engine: Engine) -> None:
-    """Raise unless a record could be appended now: the head is locked and a row inserted in a
-    transaction that is rolled back."""
-    from flow_audit.chain import Entry
+def append_within(connection: Connection, entries: Sequence[Entry], key: str) -> list[Record]:
+    """Append ``entries`` in the caller's open transaction (a user action's, for ``[audit]
+    fail_closed``): they commit with it or not at all. Never commits or rolls back."""
+    _ensure_tables_within(connection)
+    return _append_locked(connection, _lock_head(connection), entries, key)
 
-    ensure_tables(engine)
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        try:
-            _append_locked(connection, _lock_head(connection),
-                           [Entry("probe", "flow-audit", "audit.probe", "")], "")
-        finally:
-            transaction.rollback()
+
+def _ensure_tables_within(connection: Connection) -> None:
+    from sqlalchemy import inspect
+
+    engine = connection.engine
+    if id(engine) in _ready:
+        return
+    inspector = inspect(connection)
+    if all(inspector.has_table(table.name) for table in metadata.sorted_tables):
+        _ready.add(id(engine))
+        return
+    if connection.dialect.name in {"mysql", "mariadb"}:
+        # MariaDB commits the open transaction at a CREATE TABLE: create them beside it.
+        ensure_tables(engine)
+        return
+    # SQLite and PostgreSQL roll DDL back with the transaction. On SQLite it must be this
+    # transaction: it holds the database's write lock, another connection would wait for it.
+    metadata.create_all(connection, checkfirst=True)
+    if connection.scalar(select(func.count()).select_from(audit_chain_head)) == 0:
+        connection.execute(insert(audit_chain_head).values(id=HEAD_ID, seq=0,
+                                                           record_hash=GENESIS))
 
 
 def _row(record: Record) -> dict[str, Any]:

@@ -1,9 +1,7 @@
 """The audit page (``/audit/``) and its API route (``/api/v1/audit/records``): admins only.
 
 Both go through flow's login like every page; ``access(read="admin")`` keeps viewers and
-operators out. With ``[audit] fail_closed`` the web server also refuses every state-changing
-request (503) while the audit trail cannot be written, after writing what this process has
-buffered.
+operators out.
 """
 
 from __future__ import annotations
@@ -102,24 +100,6 @@ def _problem(status: int, title: str, detail: str) -> ResponseReturnValue:
     return response
 
 
-def _refuse_while_unaudited() -> ResponseReturnValue | None:
-    """``[audit] fail_closed``: no change is accepted while its record could not be kept."""
-    if request.method in {"GET", "HEAD", "OPTIONS"}:
-        return None
-    from flow_audit.recorder import recorder
-
-    audit = recorder()
-    if not audit.settings.fail_closed:
-        return None
-    if audit.flush(timeout=5.0) and audit.probe():
-        return None
-    detail = ("the audit trail cannot be written, and [audit] fail_closed refuses changes "
-              "until it can; see the web server's log")
-    if request.path.startswith("/api/"):
-        return _problem(503, "Audit trail unavailable", detail)
-    return detail, 503, {"Content-Type": "text/plain; charset=utf-8"}
-
-
 def register(app: Flask) -> None:
     from flow.web import access, menu_of
 
@@ -128,4 +108,3 @@ def register(app: Flask) -> None:
     app.register_blueprint(blueprint)
     app.register_blueprint(api_blueprint)
     menu_of(app).add("Audit", "audit.records_page", role="admin")
-    app.before_request(_refuse_while_unaudited)
