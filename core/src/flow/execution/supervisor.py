@@ -61,6 +61,7 @@ from flow.execution.task_runner import (
     TryEnd,
     _clears_in_database,
     _xcom_backend,
+    find_started_try,
     finish_tries,
     heartbeat_tries,
     hold_stop_requests,
@@ -211,6 +212,12 @@ class Supervisor:
         requests = [StartRequest(w.dag_id, w.run_id, w.task_id, w.map_index, w.try_number,
                                  child.pid)
                     for child in batch if (w := child.workload) is not None]
+        # Each child learns its workload before the start commits, so that if this process
+        # dies between the commit and the go below, the child can ask the database.
+        for child in batch:
+            assert child.workload is not None
+            self._send(child, {"workload": child.workload.to_json(), "deadline": child.deadline,
+                               "log": str(child.log_path)})
         try:
             results = start_tries(self.engine, requests, clear_xcoms=self._clears_xcoms)
         except Exception as err:
@@ -226,9 +233,7 @@ class Supervisor:
                 self._release(child, "refused", {"message": refusal})
                 continue
             child.started = started
-            command = {"workload": workload.to_json(), "started": started.to_json(),
-                       "deadline": child.deadline, "log": str(child.log_path)}
-            self._send(child, command)
+            self._send(child, {"started": started.to_json()})
             self.on_event(TaskEvent(workload.key, TIS.RUNNING, workload.try_number,
                                     {"pid": child.pid}))
             self.plugins.task_instance_state_changed(
@@ -397,9 +402,18 @@ class Supervisor:
         commands = _Lines(command_fd)
         command = commands.next()
         if command is None:
-            os._exit(CHILD_OK)  # not needed: discarded, or its try was refused
+            os._exit(CHILD_OK)  # not needed: a discarded spare
         workload = TaskWorkload.from_json(command["workload"])
-        started = StartedTry.from_json(command["started"])
+        go = commands.next()
+        if go is not None:
+            started = StartedTry.from_json(go["started"])
+        else:  # refused, or the supervisor died: the database says whether it started
+            found = find_started_try(self.engine, StartRequest(
+                workload.dag_id, workload.run_id, workload.task_id, workload.map_index,
+                workload.try_number, os.getpid()))
+            if found is None:
+                os._exit(CHILD_OK)
+            started = found
         orphan = _Orphanhood(self.engine, self._parent_pid, self.heartbeat_interval, started)
         path = Path(command["log"])
         _redirect_output(path)

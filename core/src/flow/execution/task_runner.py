@@ -479,7 +479,7 @@ _LOAD = (
     select(_TI.c.id, _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.state,
            _TI.c.try_number, _TI.c.max_tries, _RUN.c.logical_date, _RUN.c.data_interval_start,
            _RUN.c.data_interval_end, _RUN.c.run_type, _RUN.c.state.label("run_state"),
-           _RUN.c.conf, _RUN.c.start_date.label("run_start_date"))
+           _RUN.c.conf, _RUN.c.start_date.label("run_start_date"), _TI.c.pid, _TI.c.hostname)
     .join_from(_TI, _RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id))
     .where(_TI.c.dag_id == bindparam("w_dag_id"), _TI.c.run_id == bindparam("w_run_id"),
            _TI.c.task_id == bindparam("w_task_id"), _TI.c.map_index == bindparam("w_map_index")))
@@ -549,6 +549,25 @@ def start_tries(engine: Engine, requests: list[StartRequest], *, expected_state:
                            "already started")]
         return [start_tries(engine, [request], expected_state=expected_state,
                             clear_xcoms=clear_xcoms)[0] for request in requests]
+
+
+def find_started_try(engine: Engine, request: StartRequest) -> StartedTry | None:
+    """The try the database says was started for process ``request.pid`` on this machine
+    (``running`` at ``request.try_number``), or None: how a child whose supervisor died between
+    committing its start and telling it learns that it must run its try."""
+    with engine.connect() as connection:
+        found = connection.execute(_LOAD, {
+            "w_dag_id": request.dag_id, "w_run_id": request.run_id,
+            "w_task_id": request.task_id, "w_map_index": request.map_index}).one_or_none()
+    if (found is None or found.state != TIS.RUNNING or found.try_number != request.try_number
+            or found.pid != request.pid or found.hostname != _host()):
+        return None
+    return StartedTry(
+        _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
+                 found.state, found.try_number, found.max_tries),
+        DagRunSnapshot(found.dag_id, found.run_id, found.logical_date,
+                       found.data_interval_start, found.data_interval_end, found.run_type,
+                       found.run_state, dict(found.conf or {}), found.run_start_date))
 
 
 def _start(engine: Engine, dag_id: str, run_id: str, task_id: str, map_index: int,
