@@ -389,6 +389,25 @@ def unpause(dag_id: str) -> None:
     _set_paused(dag_id, False)
 
 
+@dags.command("mark-run")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.option("--state", type=click.Choice(["success", "failed", "queued"]), required=True,
+              help="success: its unfinished tasks succeed; failed: running and queued tasks "
+                   "fail, the others are skipped; queued: the scheduler looks at it again.")
+@output_option
+def mark_run(dag_id: str, run_id: str, state: str, output: str) -> None:
+    """Set the state of RUN_ID of DAG_ID."""
+    from flow.scheduling.actions import ActionError, set_dag_run_state
+    from flow.store.event_log import os_user
+
+    try:
+        run = set_dag_run_state(dag_id, run_id, state, actor=os_user(), source="cli")
+    except ActionError as err:
+        raise _action_error(err) from None
+    echo_rows([_run_row(run)], output, columns=RUN_COLUMNS)
+
+
 RUN_COLUMNS = ["dag_id", "run_id", "state", "run_type", "logical_date", "start_date",
                "end_date"]
 

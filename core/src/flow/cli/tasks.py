@@ -159,6 +159,64 @@ def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
 
 
 
+TI_COLUMNS = ["task_id", "map_index", "state", "try_number"]
+
+
+def _ti_rows(tis: Any) -> list[dict[str, Any]]:
+    return [{"task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state,
+             "try_number": ti.try_number} for ti in tis]
+
+
+@tasks.command("clear")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.option("-t", "--task-id", "task_ids", multiple=True,
+              help="A task to clear (repeat for more; default: every task of the run).")
+@click.option("--downstream", is_flag=True, help="Also clear what depends on them.")
+@click.option("--upstream", is_flag=True, help="Also clear what they depend on.")
+@click.option("--only-failed", is_flag=True, help="Only failed and upstream_failed ones.")
+@click.option("--dry-run", is_flag=True, help="List what would be cleared; change nothing.")
+@output_option
+def clear(dag_id: str, run_id: str, task_ids: tuple[str, ...], downstream: bool,
+          upstream: bool, only_failed: bool, dry_run: bool, output: str) -> None:
+    """Clear task instances of RUN_ID of DAG_ID: the scheduler runs them again (a new try)."""
+    from flow.scheduling.actions import ActionError, clear_task_instances
+    from flow.store.event_log import os_user
+
+    try:
+        cleared = clear_task_instances(dag_id, run_id, list(task_ids) or None,
+                                       downstream=downstream, upstream=upstream,
+                                       only_failed=only_failed, dry_run=dry_run,
+                                       actor=os_user(), source="cli")
+    except ActionError as err:
+        raise click.ClickException(str(err)) from None
+    if output == "table":
+        verb = "would clear" if dry_run else "cleared"
+        click.echo(f"{verb} {len(cleared)} task instance(s) of {dag_id} run {run_id}")
+    echo_rows(_ti_rows(cleared), output, columns=TI_COLUMNS)
+
+
+@tasks.command("mark")
+@click.argument("dag_id")
+@click.argument("run_id")
+@click.argument("task_id")
+@click.option("--state", type=click.Choice(["success", "failed"]), required=True)
+@click.option("--map-index", type=int, default=-1, show_default=True)
+@output_option
+def mark(dag_id: str, run_id: str, task_id: str, state: str, map_index: int,
+         output: str) -> None:
+    """Mark TASK_ID of RUN_ID success or failed; its downstream tasks follow from it."""
+    from flow.scheduling.actions import ActionError, set_task_instance_state
+    from flow.store.event_log import os_user
+
+    try:
+        ti = set_task_instance_state(dag_id, run_id, task_id, state, map_index=map_index,
+                                     actor=os_user(), source="cli")
+    except ActionError as err:
+        raise click.ClickException(str(err)) from None
+    echo_rows(_ti_rows([ti]), output, columns=TI_COLUMNS)
+
+
 @tasks.command("states-for-run")
 @click.argument("dag_id")
 @click.argument("run_id")
