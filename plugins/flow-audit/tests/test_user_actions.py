@@ -158,6 +158,10 @@ def test_cli_actions_are_recorded_once_with_actor_and_source(
         assert result.exit_code == 0, (args, result.output)
 
     flow("dags", "trigger", parsed_dag, "--run-id", "cli_run")
+    flow("tasks", "mark", parsed_dag, "cli_run", "first", "--state", "success")
+    flow("tasks", "mark", parsed_dag, "cli_run", "first", "--state", "failed")
+    flow("tasks", "clear", parsed_dag, "cli_run", "-t", "first")
+    flow("dags", "mark-run", parsed_dag, "cli_run", "--state", "failed")
     flow("dags", "pause", parsed_dag)
     flow("dags", "unpause", parsed_dag)
     flow("connections", "add", "cli_db", "--conn-uri", f"postgresql://u:{CANARY}@h/db")
@@ -173,7 +177,11 @@ def test_cli_actions_are_recorded_once_with_actor_and_source(
 
     recorded = records(kind="user_action")
     _assert_once_each(recorded, [
-        ("dag_run.trigger", f"{parsed_dag}/cli_run"), ("dag.pause", parsed_dag),
+        ("dag_run.trigger", f"{parsed_dag}/cli_run"),
+        ("task_instance.mark_success", f"{parsed_dag}/cli_run/first"),
+        ("task_instance.mark_failed", f"{parsed_dag}/cli_run/first"),
+        ("task_instances.clear", f"{parsed_dag}/cli_run"),
+        ("dag_run.mark_failed", f"{parsed_dag}/cli_run"), ("dag.pause", parsed_dag),
         ("dag.unpause", parsed_dag), ("connection.create", "cli_db"),
         ("connection.update", "cli_db"), ("connection.delete", "cli_db"),
         ("variable.create", "api_secret"), ("variable.update", "api_secret"),
