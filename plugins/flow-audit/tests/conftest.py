@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from flow.testing.databases import BACKENDS, TestDatabases
 from flow.testing.fixtures import (  # noqa: F401 - fixtures are found by name
     dag_files,
     flow_env,
@@ -29,83 +27,17 @@ from flow.testing.fixtures import (  # noqa: F401 - fixtures are found by name
     run_dag,
 )
 
-SERVER_URLS = {
-    "postgresql": os.environ.get("FLOW_TEST_POSTGRES_URL",
-                                 "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-    "mariadb": os.environ.get("FLOW_TEST_MARIADB_URL",
-                              "mysql+pymysql://root@127.0.0.1:3306/test"),
-}
-BACKENDS = [b for b in os.environ.get("FLOW_TEST_DATABASES", "sqlite,postgresql,mariadb")
-            .split(",") if b]
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PASSWORD = "correct horse battery"
 
 
-def _server_unavailable(backend: str, error: Exception) -> None:
-    message = f"{backend} server at {SERVER_URLS[backend]} is not reachable: {error}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing service is a failure, start it)")
-    pytest.skip(f"{message}; set CI=true to make this a failure")  # not in CI: see message
-
-
 @pytest.fixture(scope="session")
-def _databases() -> Iterator[dict[str, str]]:
-    created: dict[str, str] = {}
-    yield created
-    for backend, url in created.items():
-        if backend == "sqlite":
-            continue
-        admin = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            name = make_url(url).database
-            if backend == "postgresql":
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            else:
-                connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
-
-
-def _create_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from flow.store.migrate import upgrade
-    from flow.store.session import make_engine
-
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'flow.db'}"
-    else:
-        name = f"flow_audit_test_{uuid.uuid4().hex[:10]}"
-        try:
-            admin = create_engine(SERVER_URLS[backend], isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                quoted = f'"{name}"' if backend == "postgresql" else f"`{name}`"
-                connection.execute(text(f"CREATE DATABASE {quoted}"))
-            admin.dispose()
-        except Exception as err:  # the server is down or refuses us
-            _server_unavailable(backend, err)
-        url = make_url(SERVER_URLS[backend]).set(database=name).render_as_string(
-            hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
-
-
-def _empty_tables(url: str) -> None:
-    from flow.store.models import Base
-    from flow.store.session import make_engine
+def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:
     from flow_audit.store import metadata as audit_metadata
 
-    engine = make_engine(url)
-    try:
-        audit_metadata.drop_all(engine, checkfirst=True)
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-                connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-                return
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
-    finally:
-        engine.dispose()
+    databases = TestDatabases(tmp_path_factory, prefix="flow_audit_test",
+                              extra_metadata=[audit_metadata])
+    yield databases
+    databases.drop_all()
 
 
 @pytest.fixture
@@ -135,14 +67,10 @@ def flow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, flow_home: Path, _databases: dict[str, str],
-           tmp_path_factory: pytest.TempPathFactory,
+def db_url(request: pytest.FixtureRequest, flow_home: Path, _databases: TestDatabases,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A migrated, empty metadata database on each backend, set as ``FLOW__DATABASE__URL``."""
-    backend = request.param
-    if backend not in _databases:
-        _databases[backend] = _create_database(backend, tmp_path_factory)
-    url = _databases[backend]
+    url = _databases.url(request.param)
     monkeypatch.setenv("FLOW__DATABASE__URL", url)
     try:
         yield url
@@ -150,7 +78,7 @@ def db_url(request: pytest.FixtureRequest, flow_home: Path, _databases: dict[str
         from flow_audit import recorder
 
         recorder.reset()
-        _empty_tables(url)
+        _databases.empty(url)
 
 
 @pytest.fixture
