@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from flow.scheduling.dagbag import DagFileError
@@ -76,23 +76,32 @@ class ProcessingResult:
 
 def list_dag_files(dags_folder: str | os.PathLike[str], safe_mode: bool = True) -> list[str]:
     """Absolute paths of the DAG files in ``dags_folder``, sorted (see the module docstring)."""
+    return list(_dag_files(dags_folder, safe_mode))
+
+
+def _dag_files(dags_folder: str | os.PathLike[str],
+               safe_mode: bool = True) -> dict[str, bytes | None]:
+    """The DAG files, each with the content safe mode read (None without safe mode)."""
     root = Path(dags_folder).resolve()
     if not root.is_dir():
-        return []
+        return {}
     ignore = _ignore_patterns(root)
-    found: list[str] = []
+    found: dict[str, bytes | None] = {}
     for folder, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
         for name in sorted(filenames):
             if not name.endswith(".py"):
                 continue
             path = os.path.join(folder, name)
-            relative = os.path.relpath(path, root)
-            if any(fnmatch.fnmatch(relative, pattern) for pattern in ignore):
+            if ignore and any(fnmatch.fnmatch(os.path.relpath(path, root), pattern)
+                              for pattern in ignore):
                 continue
-            if safe_mode and not _might_define_a_dag(path):
-                continue
-            found.append(path)
+            content = None
+            if safe_mode:
+                content = _content(path)
+                if content is None or not _might_define_a_dag_in(content):
+                    continue
+            found[path] = content
     return found
 
 
@@ -104,12 +113,17 @@ def _ignore_patterns(root: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _might_define_a_dag(path: str) -> bool:
+def _content(path: str) -> bytes | None:
     try:
-        content = Path(path).read_bytes().lower()
+        with open(path, "rb") as handle:
+            return handle.read()
     except OSError:
-        return False
-    return b"dag" in content and b"flow" in content
+        return None
+
+
+def _might_define_a_dag_in(content: bytes) -> bool:
+    lowered = content.lower()
+    return b"dag" in lowered and b"flow" in lowered
 
 
 def _source_hash(content: bytes) -> str:
@@ -149,11 +163,12 @@ class DagProcessor:
     def process(self, force: bool = False) -> ProcessingResult:
         """Parse the files that changed (all with ``force``) and store the outcome."""
         started = time.monotonic()
-        paths = list_dag_files(self.dags_folder)
+        listed = _dag_files(self.dags_folder)
+        paths = list(listed)
         result = ProcessingResult(files=len(paths))
         stats = {path: _fingerprint(path) for path in paths}
         candidates = [p for p in paths if force or self._fingerprints.get(p) != stats[p]]
-        contents = {p: _read(p) for p in candidates}
+        contents = {p: listed[p] or _read(p) for p in candidates}
         hashes = {p: _source_hash(c) for p, c in contents.items()}
         with self._session() as session:
             if not force:
@@ -183,6 +198,9 @@ class DagProcessor:
         # would dominate the first parse of a large folder.
         now = utcnow()
         path_set = set(paths)
+        if not parsed:  # nothing changed: only DAGs whose file vanished need a write
+            self._deactivate_vanished_only(session, path_set)
+            return
         existing = {row.dag_id: row for row in session.scalars(select(DagModel))}
         claimed: dict[str, str] = {dag_id: row.fileloc for dag_id, row in existing.items()
                                    if row.is_active and row.fileloc in path_set}
@@ -262,12 +280,27 @@ class DagProcessor:
         stored.dag_hash = version
         stored.last_updated = now
 
+    def _deactivate_vanished_only(self, session: Session, paths: set[str]) -> None:
+        """:meth:`_deactivate_vanished` reading only the columns it needs."""
+        prefix = self.dags_folder + os.sep
+        gone = [dag_id for dag_id, fileloc in session.execute(
+            select(DagModel.dag_id, DagModel.fileloc).where(DagModel.is_active.is_(True)))
+            if fileloc.startswith(prefix) and fileloc not in paths]
+        for chunk in _chunks(gone):
+            session.execute(update(DagModel).where(DagModel.dag_id.in_(chunk))
+                            .values(is_active=False))
+        self._delete_stale_import_errors(session, paths)
+
     def _deactivate_vanished(self, session: Session, existing: dict[str, DagModel],
                              paths: set[str]) -> None:
         prefix = self.dags_folder + os.sep
         for row in existing.values():
             if row.is_active and row.fileloc.startswith(prefix) and row.fileloc not in paths:
                 row.is_active = False
+        self._delete_stale_import_errors(session, paths)
+
+    def _delete_stale_import_errors(self, session: Session, paths: set[str]) -> None:
+        prefix = self.dags_folder + os.sep
         stale = [path for path in session.scalars(select(ImportError_.filename).distinct())
                  if path.startswith(prefix) and path not in paths]
         if stale:
@@ -321,7 +354,7 @@ def _unchanged_in_db(session: Session, hashes: dict[str, str]) -> set[str]:
     """Files whose stored code has the same hash and that have no import error."""
     if not hashes:
         return set()
-    stored = {row.fileloc: row.source_hash for row in session.scalars(select(DagCodeModel))}
+    stored = dict(session.execute(select(DagCodeModel.fileloc, DagCodeModel.source_hash)).all())
     broken = set(session.scalars(select(ImportError_.filename)))
     return {path for path, digest in hashes.items()
             if stored.get(path) == digest and path not in broken}
