@@ -522,7 +522,7 @@ class Supervisor:
             return
         ending, self._ending = self._ending, []
         try:
-            states = finish_tries(self.engine, [
+            results = finish_tries(self.engine, [
                 (child.started.row, child.started.row.try_number, child.end)
                 for child in ending if child.started is not None and child.end is not None])
         except Exception:
@@ -531,11 +531,11 @@ class Supervisor:
             self._ending = ending + self._ending
             self._retry_ends_at = time.monotonic() + 1.0
             return
-        for child, state in zip(ending, states, strict=True):
+        for child, ended in zip(ending, results, strict=True):
             workload, end = child.workload, child.end
             assert workload is not None and end is not None
             if child.wants_state:
-                self._send(child, {"state": state})
+                self._send(child, {"state": ended.state if ended.committed else TIS.RUNNING})
             self._close_command(child)
             if self.children.get(workload.key) is child:
                 del self.children[workload.key]
@@ -545,13 +545,13 @@ class Supervisor:
                                     "log_path": str(child.log_path)}
             if end.error:
                 info["error"] = end.error
-            if state == TIS.RUNNING:
+            if not ended.committed:
                 # Someone else (zombie detection, a user marking it) ended the try first.
-                state = end_dead_try(self.engine, workload, "", child.task,
-                                     self.plugins) or "lost"
+                state = ended.state if ended.state not in (None, TIS.QUEUED) else "lost"
                 info["message"] = "state changed by someone else while running"
-                self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
+                self.on_event(TaskEvent(workload.key, str(state), workload.try_number, info))
                 continue
+            state = end.state
             self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
             self.plugins.task_instance_state_changed(
                 TaskInstanceSnapshot(workload.dag_id, workload.run_id, workload.task_id,
@@ -762,13 +762,10 @@ class _Orphanhood:
         row = self.started.row
         log.warning("the supervisor of this try is gone: recording its end (%s) from the "
                     "task's own process", end.state)
-        [state] = finish_tries(self.engine, [(row, row.try_number, end)])
-        if state == TIS.RUNNING:  # ended elsewhere, or by the supervisor before it died
-            with self.engine.connect() as connection:
-                current = connection.execute(
-                    select(TaskInstance.state, TaskInstance.try_number)
-                    .where(TaskInstance.id == row.id)).one()
-            return str(current.state) if current.try_number == row.try_number else TIS.RUNNING
+        [ended] = finish_tries(self.engine, [(row, row.try_number, end)])
+        if not ended.committed:  # ended elsewhere, or by the supervisor before it died
+            return str(ended.state) if ended.state is not None else TIS.RUNNING
+        state = end.state
         plugins.task_instance_state_changed(
             TaskInstanceSnapshot(row.dag_id, row.run_id, row.task_id, row.map_index,
                                  row.try_number, state), TIS.RUNNING, state)

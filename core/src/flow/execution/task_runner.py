@@ -49,7 +49,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -490,6 +490,7 @@ _INSERT_TRY = insert(_TRY)
 _UPDATE_TRY = update(_TRY).where(_TRY.c.task_instance_id == bindparam("w_id"),
                                  _TRY.c.try_number == bindparam("w_try_number"))
 _HEARTBEAT = _GUARDED_TI  # with only last_heartbeat_at set
+_CURRENT = select(_TI.c.state, _TI.c.try_number).where(_TI.c.id == bindparam("w_id"))
 _XCOM = XComModel.__table__
 _CLEAR_XCOMS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"))
 _DELETE_XCOM_KEYS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"),
@@ -562,6 +563,11 @@ def find_started_try(engine: Engine, request: StartRequest) -> StartedTry | None
     if (found is None or found.state != TIS.RUNNING or found.try_number != request.try_number
             or found.pid != request.pid or found.hostname != _host()):
         return None
+    return _started_from(found)
+
+
+def _started_from(found: Any) -> StartedTry:
+    """The task instance and run of a ``_LOAD`` row."""
     return StartedTry(
         _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
                  found.state, found.try_number, found.max_tries),
@@ -593,11 +599,8 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
         return None, (f"no task instance {request.dag_id}.{request.task_id}"
                       f"[{request.map_index}] in run {request.run_id!r}: it must be created "
                       "(and queued) first")
-    row = _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
-                   found.state, found.try_number, found.max_tries)
-    run = DagRunSnapshot(found.dag_id, found.run_id, found.logical_date,
-                         found.data_interval_start, found.data_interval_end, found.run_type,
-                         found.run_state, dict(found.conf or {}), found.run_start_date)
+    read = _started_from(found)
+    row, run = read.row, read.run
     number = request.try_number if request.try_number is not None else row.try_number
     changed = connection.execute(_GUARDED_TI, {
         "w_id": row.id, "w_state": expected_state, "w_try_number": number,
@@ -605,7 +608,7 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
         "hostname": hostname, "pid": request.pid, "next_retry_at": None,
         "last_heartbeat_at": now, "updated_at": now}).rowcount
     if not changed:
-        return StartedTry(row, run), (
+        return read, (
             f"refused to start try {number}: the task instance is {row.state or 'none'} at "
             f"try {row.try_number}, not {expected_state} at try {number} (a late or duplicate "
             "start)")
@@ -614,9 +617,7 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
         "hostname": hostname, "pid": request.pid, "start_date": now})
     if clear_xcoms:
         connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
-    started_row = _TaskRow(row.id, row.dag_id, row.run_id, row.task_id, row.map_index,
-                           TIS.RUNNING, number, row.max_tries)
-    return StartedTry(started_row, run), ""
+    return StartedTry(replace(row, state=TIS.RUNNING, try_number=number), run), ""
 
 
 @dataclass
@@ -652,25 +653,39 @@ class TryEnd:
         return cls(outcome.state, error, duration, attempt.rendered, delay, dict(xcoms))
 
 
-def finish_tries(engine: Engine, ends: list[tuple[_TaskRow, int, TryEnd]]) -> list[str]:
+@dataclass(frozen=True)
+class EndResult:
+    """What :func:`finish_tries` did with one try's end: ``committed`` when it was this end
+    that moved the try out of ``running``; ``state`` is the task instance's state afterwards
+    at that try (None when the instance has moved on to another try)."""
+
+    committed: bool
+    state: str | None
+
+
+def finish_tries(engine: Engine, ends: list[tuple[_TaskRow, int, TryEnd]]) -> list[EndResult]:
     """End many running tries in one transaction, each ``running -> state`` guarded by
     ``state = 'running' AND try_number = N``, with its try record and the XComs it pushed.
-    Returns each task instance's state afterwards: the try's end, or ``running`` when someone
-    else ended the try first (theirs wins; its XComs are dropped)."""
+    When someone else ended a try first, theirs wins (its XComs are dropped) and the state they
+    set is read back in the same transaction."""
     now = utcnow()
-    states: list[str] = []
+    results: list[EndResult] = []
     with engine.begin() as connection:
         for row, try_number, end in ends:
-            changed = _finish_in(connection, row.id, try_number, end, now)
-            states.append(end.state if changed else TIS.RUNNING)
-            if changed and end.xcoms:
+            if not _finish_in(connection, row.id, try_number, end, now):
+                current = connection.execute(_CURRENT, {"w_id": row.id}).one_or_none()
+                same_try = current is not None and current.try_number == try_number
+                results.append(EndResult(False, current.state if same_try else None))
+                continue
+            results.append(EndResult(True, end.state))
+            if end.xcoms:
                 connection.execute(_DELETE_XCOM_KEYS, {"w_id": row.id,
                                                        "w_keys": sorted(end.xcoms)})
                 connection.execute(insert(_XCOM), [
                     {"task_instance_id": row.id, "dag_id": row.dag_id, "run_id": row.run_id,
                      "task_id": row.task_id, "map_index": row.map_index, "key": key,
                      "value": text, "timestamp": now} for key, text in end.xcoms.items()])
-    return states
+    return results
 
 
 def _finish_in(connection: Any, ti_id: int, try_number: int, end: TryEnd,
@@ -702,8 +717,8 @@ def _finish(engine: Engine, row: _TaskRow, try_number: int, outcome: _Outcome,
     else:
         log.info("marking task as %s", outcome.state.upper())
     end = TryEnd(outcome.state, error, result.duration, rendered, delay)
-    [state] = finish_tries(engine, [(row, try_number, end)])
-    if state == outcome.state:
+    [ended] = finish_tries(engine, [(row, try_number, end)])
+    if ended.committed:
         result.state = outcome.state
     else:
         # Someone else (zombie detection, a user marking it) ended this try first: theirs wins.
