@@ -43,6 +43,28 @@ def test_an_untouched_chain_verifies(engine: Any) -> None:
     assert verdict.checked == 8 and verdict.head_seq == 8
 
 
+@pytest.mark.parametrize("key", ["", "k3y"])
+def test_records_read_back_hash_to_what_was_sealed(engine: Any, key: str) -> None:
+    """The hash is computed from the content JSON assembled at append time; what is read back
+    and verified is serialized by ``canonical_json``: the two must be the same bytes, for any
+    text and for flow's own (unscrubbed) state-change entries alike."""
+    odd = 'caf\u00e9 "quoted" \\ back\tslash \U0001f600 </script>'
+    store.append(engine, [
+        Entry("user_action", odd, "variable.update", odd, {"z": odd, "a": [1, 2.5, None, True]},
+              source="ui", remote_addr="::1"),
+        Entry("task_instance_state", "flow", "task_instance.state_changed", "d/r/t",
+              {"dag_id": "d", "run_id": odd, "task_id": "t", "map_index": -1,
+               "try_number": 1, "previous": None, "current": "running"}, plain=True),
+    ], key)
+
+    records = list(store.walk(engine))
+    verdict = _verify(engine, key)
+
+    assert verdict.ok, verdict.message
+    assert records[0].actor == odd and records[0].details["z"] == odd
+    assert records[1].details["run_id"] == odd
+
+
 def test_a_changed_record_is_named(engine: Any) -> None:
     _append(engine, 6)
     with engine.begin() as connection:

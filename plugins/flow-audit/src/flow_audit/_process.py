@@ -1,7 +1,8 @@
 """Whether this process is a forked child (a task's try), noticed at the fork itself.
 
 Imported by ``plugin.py``, so the fork handler is in place in every process that loaded the
-plugin before it forked, even if the child records the process's first event.
+plugin before it forked, even if the child records the process's first event. The handler only
+notes the fork: the recorder starts over at the child's first record (most children have none).
 """
 
 from __future__ import annotations

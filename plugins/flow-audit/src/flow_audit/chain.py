@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,14 +65,33 @@ class Entry:
     source: str = ""
     remote_addr: str = ""
     recorded_at: str = field(default_factory=utc_timestamp)
+    # flow's own state-change hooks pass identifiers, states and numbers under fixed keys:
+    # already JSON as they are, with nothing to mask, so they skip the scrub and round trip.
+    plain: InitVar[bool] = False
+    details_json: str = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, plain: bool) -> None:
         self.actor = str(self.actor)[:MAX_ACTOR]
         self.target = str(self.target)[:MAX_TARGET]
         self.source = str(self.source or "")[:20]
         self.remote_addr = str(self.remote_addr or "")[:100]
+        if plain:
+            self.details_json = canonical_json(self.details)
+            return
         # Through JSON once: what is hashed is exactly what is read back later.
-        self.details = json.loads(canonical_json(scrub(self.details)))
+        self.details_json = canonical_json(scrub(self.details))
+        self.details = json.loads(self.details_json)
+
+    def content_json(self, alg: str) -> str:
+        """``canonical_json(record.content())`` of the record this entry becomes, assembled
+        from its parts so that the details are not serialized again (the keys in sorted
+        order, as ``canonical_json`` writes them)."""
+        text = json.dumps
+        return (f'{{"action":{text(self.action)},"actor":{text(self.actor)},'
+                f'"alg":{text(alg)},"details":{self.details_json},"kind":{text(self.kind)},'
+                f'"recorded_at":{text(self.recorded_at)},'
+                f'"remote_addr":{text(self.remote_addr)},"source":{text(self.source)},'
+                f'"target":{text(self.target)}}}')
 
 
 @dataclass
@@ -105,18 +124,31 @@ class Record:
 
 
 def digest(prev_hash: str, content: dict[str, Any], key: str) -> str:
-    message = (prev_hash + canonical_json(content)).encode()
-    if content.get("alg") == HMAC_SHA256:
+    return _digest_json(prev_hash, canonical_json(content), content.get("alg"), key)
+
+
+def _digest_json(prev_hash: str, content_json: str, alg: Any, key: str) -> str:
+    message = (prev_hash + content_json).encode()
+    if alg == HMAC_SHA256:
         return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
     return hashlib.sha256(message).hexdigest()
 
 
-def seal(seq: int, prev_hash: str, entry: Entry, key: str) -> Record:
-    """The record ``entry`` becomes at position ``seq`` after ``prev_hash``."""
+def algorithm(key: str) -> str:
+    return HMAC_SHA256 if key else SHA256
+
+
+def seal(seq: int, prev_hash: str, entry: Entry, key: str,
+         content_json: str | None = None) -> Record:
+    """The record ``entry`` becomes at position ``seq`` after ``prev_hash``. ``content_json``,
+    ``entry.content_json(algorithm(key))`` computed beforehand, leaves only the hash to do
+    here (under the chain's lock)."""
+    alg = algorithm(key)
     record = Record(seq, entry.recorded_at, entry.kind, entry.actor, entry.action,
-                    entry.source, entry.remote_addr, entry.target, entry.details,
-                    HMAC_SHA256 if key else SHA256, prev_hash, "")
-    record.record_hash = digest(prev_hash, record.content(), key)
+                    entry.source, entry.remote_addr, entry.target, entry.details, alg,
+                    prev_hash, "")
+    record.record_hash = _digest_json(prev_hash, content_json or entry.content_json(alg), alg,
+                                      key)
     return record
 
 

@@ -64,7 +64,7 @@ def flow_task_instance_state_changed(ti: Any, previous: str | None, current: str
     audit.add(Entry("task_instance_state", "flow", "task_instance.state_changed", target,
                     {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
                      "map_index": map_index, "try_number": getattr(ti, "try_number", None),
-                     "previous": previous, "current": current}))
+                     "previous": previous, "current": current}, plain=True))
 
 
 @hookimpl

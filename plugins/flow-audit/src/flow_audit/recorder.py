@@ -68,6 +68,7 @@ class Recorder:
     def add(self, entry: Entry, *, urgent: bool = False) -> None:
         """Buffer ``entry``; ``urgent`` (a user action) wakes the writer at once. In a forked
         child it is written before this returns."""
+        self._start_over_if_forked()
         with self._condition:
             if len(self._buffer) >= self.settings.max_buffer:
                 self._buffer.pop(0)
@@ -93,6 +94,7 @@ class Recorder:
         from flow.exceptions import ActionVetoed
         from flow_audit import store
 
+        self._start_over_if_forked()
         try:
             if transaction is None:  # a caller with no transaction: a commit of our own
                 store.append(self._engine_for_writes(), [entry], self.settings.hmac_key)
@@ -197,11 +199,13 @@ class Recorder:
     # --------------------------------------------------------------------------- control
 
     def pending(self) -> int:
+        self._start_over_if_forked()
         with self._condition:
             return len(self._buffer) + self._in_flight
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Write everything buffered; True when nothing is left within ``timeout``."""
+        self._start_over_if_forked()
         if self.forked or self._thread is None or not self._thread.is_alive():
             return self._write_pending() and self.pending() == 0
         deadline = time.monotonic() + timeout
@@ -233,9 +237,12 @@ class Recorder:
             self._engine.dispose()
             self._engine = None
 
-    def after_fork_in_child(self) -> None:
-        """Start over in a forked child: the parent's buffer, thread and connections are the
-        parent's."""
+    def _start_over_if_forked(self) -> None:
+        """In a forked child, start over: the parent's buffer, thread and connections are the
+        parent's. Done at the child's first use rather than at the fork, which most children
+        (a try each) would pay for and never use."""
+        if self.pid == os.getpid():
+            return
         self.forked = True
         self.pid = os.getpid()
         self._condition = threading.Condition()
@@ -291,10 +298,7 @@ def reset() -> None:
 
 def after_fork_in_child() -> None:
     global _lock
-    _lock = threading.Lock()
-    current = _recorder
-    if current is not None:
-        current.after_fork_in_child()
+    _lock = threading.Lock()  # another thread may have held it at the fork
 
 
 def _close_at_exit() -> None:

@@ -37,7 +37,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from flow_audit.chain import GENESIS, Entry, Record, anchor_for, seal, utc_timestamp
+from flow_audit.chain import (
+    GENESIS,
+    Entry,
+    Record,
+    algorithm,
+    anchor_for,
+    seal,
+    utc_timestamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,17 +152,25 @@ def _lock_head(connection: Connection) -> tuple[int, str]:
     return int(row.seq), str(row.record_hash)
 
 
-def _append_locked(connection: Connection, head: tuple[int, str], entries: Sequence[Entry],
-                   key: str) -> list[Record]:
+def _prepare(entries: Sequence[Entry], key: str) -> list[tuple[Entry, str]]:
+    """Each entry with its content JSON: the work that does not need the chain's lock."""
+    alg = algorithm(key)
+    return [(entry, entry.content_json(alg)) for entry in entries]
+
+
+def _append_locked(connection: Connection, head: tuple[int, str],
+                   prepared: Sequence[tuple[Entry, str]], key: str) -> list[Record]:
     seq, previous = head
     records = []
-    for entry in entries:
+    for entry, content_json in prepared:
         seq += 1
-        record = seal(seq, previous, entry, key)
+        record = seal(seq, previous, entry, key, content_json)
         records.append(record)
         previous = record.record_hash
     if records:
-        connection.execute(insert(audit_record), [_row(r) for r in records])
+        connection.execute(insert(audit_record),
+                           [_row(r, e.details_json) for r, (e, _) in zip(records, prepared,
+                                                                          strict=True)])
         connection.execute(update(audit_chain_head).where(audit_chain_head.c.id == HEAD_ID)
                            .values(seq=seq, record_hash=previous))
     return records
@@ -163,15 +179,16 @@ def _append_locked(connection: Connection, head: tuple[int, str], entries: Seque
 def append(engine: Engine, entries: Sequence[Entry], key: str) -> list[Record]:
     """Append ``entries`` in order, in one transaction, after the chain's current head."""
     ensure_tables(engine)
+    prepared = _prepare(entries, key)
     with engine.begin() as connection:
-        return _append_locked(connection, _lock_head(connection), entries, key)
+        return _append_locked(connection, _lock_head(connection), prepared, key)
 
 
 def append_within(connection: Connection, entries: Sequence[Entry], key: str) -> list[Record]:
     """Append ``entries`` in the caller's open transaction (a user action's, for ``[audit]
     fail_closed``): they commit with it or not at all. Never commits or rolls back."""
     _ensure_tables_within(connection)
-    return _append_locked(connection, _lock_head(connection), entries, key)
+    return _append_locked(connection, _lock_head(connection), _prepare(entries, key), key)
 
 
 def _ensure_tables_within(connection: Connection) -> None:
@@ -196,13 +213,13 @@ def _ensure_tables_within(connection: Connection) -> None:
                                                            record_hash=GENESIS))
 
 
-def _row(record: Record) -> dict[str, Any]:
+def _row(record: Record, details_json: str | None = None) -> dict[str, Any]:
     from flow_audit.chain import canonical_json
 
     return {"seq": record.seq, "recorded_at": record.recorded_at, "kind": record.kind,
             "actor": record.actor, "action": record.action, "source": record.source,
             "remote_addr": record.remote_addr, "target": record.target,
-            "details": canonical_json(record.details), "alg": record.alg,
+            "details": details_json or canonical_json(record.details), "alg": record.alg,
             "prev_hash": record.prev_hash, "record_hash": record.record_hash}
 
 
@@ -286,8 +303,8 @@ def prune(engine: Engine, before: str, actor: str, key: str) -> tuple[int, Recor
         anchor = anchor_for(to_record(row), count, first_seq, before, actor, key)
         connection.execute(delete(audit_record).where(audit_record.c.seq <= last_pruned))
         connection.execute(insert(audit_record), [_row(anchor)])
-        _append_locked(connection, head_now, [Entry(
+        _append_locked(connection, head_now, _prepare([Entry(
             "user_action", actor, "audit.prune", f"before {before}",
             {"before": before, "pruned_records": count, "anchor_seq": anchor.seq},
-            source="cli", recorded_at=utc_timestamp())], key)
+            source="cli", recorded_at=utc_timestamp())], key), key)
         return count, anchor
