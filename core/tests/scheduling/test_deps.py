@@ -10,6 +10,7 @@ from flow.scheduling.deps import (
     UpstreamStates,
     branch_skips,
     evaluate_trigger_rule,
+    successes_it_waits_through,
 )
 
 RUN, WAIT, SKIP, UPF = Decision.RUN, Decision.WAIT, Decision.SKIP, Decision.UPSTREAM_FAILED
@@ -102,3 +103,32 @@ def test_short_circuit_ignoring_trigger_rules_skips_everything_downstream() -> N
     graph = {"a": ["b"], "b": ["c"], "c": []}
     assert branch_skips([], True, ["a"], graph) == {"a", "b", "c"}
     assert branch_skips([], False, ["a"], graph) == {"a"}
+
+
+def _waits_through_one_at_a_time(rule: str, upstream: UpstreamStates) -> int:
+    unfinished = upstream.considered - upstream.done
+    for more in range(1, unfinished + 1):
+        after = UpstreamStates(upstream.total, upstream.success + more, upstream.skipped,
+                               upstream.failed, upstream.upstream_failed, upstream.removed)
+        if evaluate_trigger_rule(rule, after).decision != WAIT:
+            return more - 1
+    return 0
+
+
+@pytest.mark.parametrize("rule", sorted(TRIGGER_RULES))
+def test_successes_a_waiting_task_waits_through_are_counted_right(rule: str) -> None:
+    """The scheduler skips evaluating a run for that many successes: one too many would leave
+    a ready task waiting. Every mix of up to six upstream states where the rule waits."""
+    import itertools
+
+    kinds = ("success", "skipped", "failed", "upstream_failed", "removed", None)
+    checked = 0
+    for size in range(1, 7):
+        for states in itertools.combinations_with_replacement(kinds, size):
+            upstream = UpstreamStates.count(states)
+            if evaluate_trigger_rule(rule, upstream).decision != WAIT:
+                continue
+            assert successes_it_waits_through(rule, upstream) == \
+                _waits_through_one_at_a_time(rule, upstream), states
+            checked += 1
+    assert checked or rule == "always"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from flow.states import TaskInstanceState as TIS
@@ -104,6 +104,27 @@ def evaluate_trigger_rule(rule: str, upstream: UpstreamStates) -> TriggerEvaluat
         return verdict
     return TriggerEvaluation(Decision.WAIT, f"{rule}: waiting for upstream tasks "
                                             f"({upstream.done} of {upstream.considered} done)")
+
+
+def successes_it_waits_through(rule: str, upstream: UpstreamStates) -> int:
+    """How many more upstream successes a task that waits (``rule``, ``upstream``) can see
+    and still wait: 0 when the next one may decide it. The scheduler skips evaluating a run
+    while every end it sees is such a success (see ``RunManager.must_evaluate``).
+
+    Every rule decides, as successes come, either at the first one or once all are done;
+    so two evaluations answer, however many upstream tasks there are. A rule that decided
+    in between would be found by the count that follows, one success at a time."""
+    unfinished = upstream.considered - upstream.done
+
+    def waits_after(more: int) -> bool:
+        after = replace(upstream, success=upstream.success + more)
+        return evaluate_trigger_rule(rule, after).decision == Decision.WAIT
+
+    if unfinished <= 1 or not waits_after(1):
+        return 0
+    if waits_after(unfinished - 1):
+        return unfinished - 1
+    return next(more - 1 for more in range(2, unfinished) if not waits_after(more))
 
 
 def _run(rule: str) -> TriggerEvaluation:

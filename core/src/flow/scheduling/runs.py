@@ -43,10 +43,18 @@ class RunManager:
         self.plugins = plugins
         self.max_runs_per_loop = max_runs_per_loop
         self._dags: dict[str, tuple[str, SerializedDag]] = {}
+        # DAG id -> whether a task of its cached version depends on the past (see serialized)
+        self._depends_on_past: dict[str, bool] = {}
         self._xcom: Any = None
-        self._unfinished = True
+        self._unfinished: bool | None = True
         self._backfilling = False
         self.waiting = True  # task instances may be waiting to be queued
+        # Each running run's DAG and its undecided tasks (state none at its last evaluation),
+        # each with how many more upstream successes it can see and still wait: what
+        # `must_evaluate` needs to tell whether an ended try may change anything.
+        self._undecided: dict[tuple[str, str], tuple[SerializedDag, dict[str, int]]] = {}
+        # Each running run's branch decisions read so far (see RunEvaluator.known_decisions).
+        self._decisions: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ----------------------------------------------------------------------------- helpers
 
@@ -71,6 +79,8 @@ class RunManager:
             raise LookupError(f"DAG {dag_id!r} has no serialized form")
         dag = SerializedDag.from_dict(row.data, self.plugins)
         self._dags[dag_id] = (row.dag_hash, dag)
+        self._depends_on_past[dag_id] = any(task.data.get("depends_on_past")
+                                            for task in dag.tasks)
         return dag
 
     def retry_policy(self, dag_id: str, task_id: str) -> RetryPolicy:
@@ -83,7 +93,43 @@ class RunManager:
         return RetryPolicy(dag.task_dict.get(task_id))
 
     def has_unfinished(self) -> bool:
+        if self._unfinished is None:
+            with session_scope(self.engine) as session:
+                self._unfinished = bool(session.scalar(
+                    select(func.count()).select_from(DagRun).where(
+                        DagRun.state == DagRunState.QUEUED)))
         return self._unfinished or self._backfilling
+
+    def must_evaluate(self, ended: list[tuple[str, str, str, str]]) -> bool:
+        """Whether the tries in ``ended`` ((dag_id, run_id, task_id, state) each) may let a task
+        instance of their run be decided, or their run end, so that the running runs must be
+        evaluated again.
+
+        Only a task's downstream tasks depend on how it ended, and a run ends only once none
+        of its tasks is undecided. The last evaluation noted, for each undecided task, how many
+        more upstream successes its trigger rule waits through (a join after a fan-out of 200
+        waits through 199). A success counts down each downstream task's figure; the runs are
+        evaluated again once one would go below zero, at once for any other end (a failure,
+        a skip, a retry), for a run with no undecided task left or not evaluated by this
+        scheduler, and for DAGs with ``depends_on_past`` tasks (an end may let the next run
+        go). A change made elsewhere (a user's clear, another scheduler) is found by the
+        periodic evaluation, as before."""
+        for dag_id, run_id, task_id, state in ended:
+            known = self._undecided.get((dag_id, run_id))
+            if state != "success" or known is None:
+                return True
+            dag, undecided = known
+            task = dag.task_dict.get(task_id)
+            if not undecided or task is None:
+                return True
+            for downstream_id in task.downstream_task_ids:
+                left = undecided.get(downstream_id)
+                if left is None:
+                    continue
+                if left <= 0:
+                    return True
+                undecided[downstream_id] = left - 1
+        return False
 
     # ------------------------------------------------------------------------ run creation
 
@@ -203,6 +249,8 @@ class RunManager:
         finished: list[tuple[DagRun, str, str, str, bool]] = []
         announcements: list[Any] = []
         scheduled, cancel, waiting = 0, [], 0
+        undecided: dict[tuple[str, str], tuple[SerializedDag, dict[str, int]]] = {}
+        decisions: dict[tuple[str, str], dict[str, Any]] = {}
         with session_scope(self.engine) as session:
             query = (select(DagRun, DagModel.dag_hash, DagModel.fileloc)
                      .join(DagModel, DagModel.dag_id == DagRun.dag_id)
@@ -212,15 +260,22 @@ class RunManager:
                     if self.engine.dialect.name == "postgresql" \
                     else query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
-            self._unfinished = bool(rows) or bool(session.scalar(
-                select(func.count()).select_from(DagRun).where(
-                    DagRun.state == DagRunState.QUEUED)))
+            # Queued runs are counted only when asked (`has_unfinished`), not on every event.
+            self._unfinished = True if rows else None
             for run, dag_hash, fileloc in rows:
                 try:
                     dag = self.serialized(session, run.dag_id, dag_hash)
                 except LookupError:
                     continue
-                outcome = RunEvaluator(session, run, dag, self.xcom_backend()).evaluate()
+                key = (run.dag_id, run.run_id)
+                decisions[key] = self._decisions.get(key, {})
+                evaluator = RunEvaluator(session, run, dag, self.xcom_backend(),
+                                         known_decisions=decisions[key])
+                outcome = evaluator.evaluate()
+                if not self._depends_on_past.get(run.dag_id, True):
+                    undecided[key] = (dag, {
+                        ti.task_id: evaluator.waits_through.get(ti.task_id, 0)
+                        for ti in evaluator.tis if ti.state is None})
                 scheduled += outcome.scheduled
                 waiting += outcome.waiting
                 cancel.extend(outcome.cancel)
@@ -230,6 +285,7 @@ class RunManager:
                     wants = bool(dag.data.get(f"has_on_{kind}_callback"))
                     finished.append((run, outcome.final_state, outcome.reason, fileloc, wants))
         self.waiting = waiting > 0
+        self._undecided, self._decisions = undecided, decisions
         if scheduled:
             crash_point("run_evaluated")
         if finished:
