@@ -22,6 +22,7 @@ from executor_helpers import (
 from sqlalchemy import Engine
 
 from flow.builtin.executors.local import LocalExecutor
+from flow.execution.workload import TaskEvent
 
 DAG_ID = "misbehaving"
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -292,13 +293,19 @@ def _children(pid: int) -> set[int]:
         return {int(child) for child in handle.read().split()}
 
 
-def _wait_for_one_child(pid: int, timeout: float = 10.0) -> int:
-    """The one child of an idle worker (the tries before it are reaped by then)."""
+def _wait_for_the_spare(pid: int, tries: set[int], timeout: float = 10.0) -> int:
+    """The one child of an idle worker once the processes of ``tries`` are reaped: the spare
+    it forks once no try of its own runs."""
     deadline = time.monotonic() + timeout
-    while len(children := _children(pid)) != 1:
+    while len(children := _children(pid)) != 1 or children & tries:
         assert time.monotonic() < deadline, f"worker {pid} has children {children}"
         time.sleep(0.01)
     return children.pop()
+
+
+def _pid(events: list[TaskEvent], state: str = "running") -> int:
+    [event] = [e for e in events if e.state == state]
+    return int(event.info["pid"])
 
 
 def test_an_idle_worker_forks_the_next_tries_process_ahead_and_reaps_it_at_shutdown(
@@ -308,18 +315,45 @@ def test_an_idle_worker_forks_the_next_tries_process_ahead_and_reaps_it_at_shutd
     try:
         [worker] = executor.worker_pids()
         executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
-        assert finals(collect(executor, 1))["ok"].state == "success"
-        spare = _wait_for_one_child(worker)  # forked while idle, with the DAG imported
+        events = collect(executor, 1)
+        assert finals(events)["ok"].state == "success"
+        # forked while idle, with the DAG imported
+        spare = _wait_for_the_spare(worker, tries={_pid(events)})
         executor.submit(queue(engine, dag_file, DAG_ID, "slot_0"))
         events = collect(executor, 1)
         assert finals(events)["slot_0"].state == "success"
-        [running] = [e for e in events if e.state == "running"]
-        assert running.info["pid"] == spare
+        assert _pid(events) == spare
         assert [(r.task_id, r.try_number) for r in ledger_rows(engine)] == [
             ("ok", 1), ("slot_0", 1)]
-        next_spare = _wait_for_one_child(worker)
+        next_spare = _wait_for_the_spare(worker, tries={spare})
         assert next_spare != spare
     finally:
         executor.shutdown(wait=True)
     assert not process_alive(worker)
     assert not process_alive(next_spare)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_worker_waits_for_its_running_try_without_spinning(engine: Engine,
+                                                             dag_file: Path) -> None:
+    """While its one try sleeps, a worker has nothing to do: it must block, not poll. (A
+    loop that spins shows as a whole core of CPU time here.)"""
+    executor = LocalExecutor(parallelism=1, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        [worker] = executor.worker_pids()
+        executor.submit(queue(engine, dag_file, DAG_ID, "ok"))  # the DAG imported, a spare
+        collect(executor, 1)
+        before, began = _cpu_seconds(worker), time.monotonic()
+        executor.submit(queue(engine, dag_file, DAG_ID, "sleepy"))  # sleeps 1.5 s
+        assert finals(collect(executor, 1))["sleepy"].state == "success"
+        used, elapsed = _cpu_seconds(worker) - before, time.monotonic() - began
+    finally:
+        executor.shutdown(wait=True)
+    assert elapsed >= 1.5
+    assert used < 0.3 * elapsed, f"the worker used {used:.2f} s of CPU in {elapsed:.2f} s"

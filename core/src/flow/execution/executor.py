@@ -84,10 +84,11 @@ class BaseExecutor:
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting work; with ``wait``, let running tasks finish first."""
 
-    def report(self, event: TaskEvent) -> None:
-        """Record an event for the next ``events()`` call and wake a waiter (thread-safe)."""
+    def report(self, *events: TaskEvent) -> None:
+        """Record events for the next ``events()`` call and wake a waiter once
+        (thread-safe)."""
         with self._events_lock:
-            self._events.append(event)
+            self._events.extend(events)
             self._poke()
 
     def close_wakeup(self) -> None:

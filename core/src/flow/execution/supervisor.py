@@ -355,10 +355,12 @@ class Supervisor:
             wait = max(0.0, due - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
         if self._find_dag is not None and self._spare is None and not self._spare_died:
-            # Fork the next spare only when nothing waits, so no event waits for a fork.
+            # Fork the next spare only when nothing waits, so no event waits for a fork; then
+            # wait as usual (also while ends wait to be committed again: never spin).
             ready = self.selector.select(0)
-            if not ready and not self._ending:
-                self._spare = self._fork_waiting(self._find_dag)
+            if not ready:
+                if not self._ending:
+                    self._spare = self._fork_waiting(self._find_dag)
                 ready = self.selector.select(timeout)
         else:
             ready = self.selector.select(timeout)

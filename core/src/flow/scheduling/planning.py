@@ -15,18 +15,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from flow.scheduling.dagruns import rowcount
 from flow.scheduling.deps import (
     FOLLOWED_XCOM_KEY,
     Decision,
+    TriggerEvaluation,
     UpstreamStates,
     branch_skips,
     evaluate_trigger_rule,
+    successes_it_waits_through,
 )
 from flow.scheduling.serialization import SerializedDag, SerializedTask
 from flow.states import FAILED_TI_STATES, FINISHED_TI_STATES, DagRunState
@@ -40,6 +43,31 @@ log = logging.getLogger(__name__)
 TI_TABLE: Table = TaskInstance.__table__  # type: ignore[assignment]
 _COLUMNS = ("id", "dag_id", "run_id", "task_id", "map_index", "state", "try_number", "max_tries",
             "operator", "pool", "pool_slots", "queue", "priority_weight", "executor")
+
+
+# Built once: building a statement costs more than running it, on every evaluation.
+_LOAD_TIS = select(*(TI_TABLE.c[name] for name in _COLUMNS)).where(
+    TI_TABLE.c.dag_id == bindparam("dag_id"), TI_TABLE.c.run_id == bindparam("run_id"))
+_STATES = select(TI_TABLE.c.id, TI_TABLE.c.state).where(
+    TI_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+# (from no state, to a finished state) -> the guarded update of many rows
+_SET_STATE = {
+    (from_none, finished): TI_TABLE.update().where(
+        TI_TABLE.c.id.in_(bindparam("ids", expanding=True)),
+        TI_TABLE.c.state.is_(None) if from_none else TI_TABLE.c.state == bindparam("previous"),
+    ).values(state=bindparam("state"), updated_at=bindparam("now"),
+             **({"end_date": bindparam("now")} if finished else {}))
+    for from_none in (True, False) for finished in (True, False)}
+
+
+@lru_cache(maxsize=4096)
+def _trigger(rule: str, upstream: UpstreamStates) -> tuple[TriggerEvaluation, int]:
+    """The trigger rule's decision, and the upstream successes it waits through, for these
+    counts: the same few counts come back for most tasks on every evaluation."""
+    evaluation = evaluate_trigger_rule(rule, upstream)
+    waits = (successes_it_waits_through(rule, upstream)
+             if evaluation.decision == Decision.WAIT else 0)
+    return evaluation, waits
 
 
 @dataclass
@@ -77,15 +105,23 @@ class RunOutcome:
 
 class RunEvaluator:
     def __init__(self, session: Session, run: DagRun, dag: SerializedDag, xcom_backend: Any,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None,
+                 known_decisions: dict[str, tuple[tuple[tuple[int, int], ...], Any]] | None
+                 = None) -> None:
         self.session, self.run, self.dag = session, run, dag
         self.xcom = xcom_backend
+        # task_id -> (the (map_index, try_number) of its successful instances, the branch
+        # decision they recorded): kept by the caller from one evaluation of the run to the
+        # next, so that only tasks that succeeded since are read.
+        self.known_decisions = {} if known_decisions is None else known_decisions
         self.now = now or utcnow()
         self.outcome = RunOutcome()
-        self.tis = [TiRow(*row) for row in session.execute(
-            select(*(TI_TABLE.c[name] for name in _COLUMNS)).where(
-                TI_TABLE.c.dag_id == run.dag_id, TI_TABLE.c.run_id == run.run_id))]
+        self.tis = [TiRow(*row) for row in session.connection().execute(
+            _LOAD_TIS, {"dag_id": run.dag_id, "run_id": run.run_id})]
         self._followed: dict[str, Any] | None = None
+        # task_id -> upstream successes it can see and still wait, for each task left
+        # undecided by the last pass (see RunManager.must_evaluate).
+        self.waits_through: dict[str, int] = {}
 
     def evaluate(self) -> RunOutcome:
         if self._timed_out():
@@ -106,6 +142,7 @@ class RunEvaluator:
 
     def _decide(self) -> bool:
         changed = False
+        self.waits_through = {}
         by_task: dict[str, list[TiRow]] = {}
         for ti in self.tis:
             by_task.setdefault(ti.task_id, []).append(ti)
@@ -118,8 +155,10 @@ class RunEvaluator:
                 continue
             states = [up.state for task_id in task.upstream_task_ids
                       for up in by_task.get(task_id, [])]
-            evaluation = evaluate_trigger_rule(task.trigger_rule, UpstreamStates.count(states))
+            evaluation, waits_through = _trigger(task.trigger_rule,
+                                                 UpstreamStates.count(states))
             if evaluation.decision == Decision.WAIT:
+                self._waits(task.task_id, waits_through)
                 continue
             if evaluation.decision == Decision.SKIP:
                 self._later(ti, TIS.SKIPPED)
@@ -128,12 +167,17 @@ class RunEvaluator:
             elif self._branch_skipped(task):
                 self._later(ti, TIS.SKIPPED)
             elif task.data.get("depends_on_past") and not self._past_allows(task):
+                self._waits(task.task_id, 0)
                 continue
             elif task.is_mapped and ti.map_index == -1:
                 changed |= self._expand(task, ti, by_task)
             else:
                 self._later(ti, TIS.SCHEDULED)
         return changed
+
+    def _waits(self, task_id: str, successes: int) -> None:
+        known = self.waits_through.get(task_id)
+        self.waits_through[task_id] = successes if known is None else min(known, successes)
 
     def _later(self, ti: TiRow, state: str) -> None:
         self._pending.setdefault((ti.state, state), []).append(ti)
@@ -142,18 +186,14 @@ class RunEvaluator:
         """One guarded UPDATE per (from, to) pair; rows someone else changed first are re-read
         and left alone."""
         changed = False
+        connection = self.session.connection()
         for (previous, state), rows in self._pending.items():
-            condition = TI_TABLE.c.state.is_(None) if previous is None else \
-                TI_TABLE.c.state == previous
-            values: dict[str, Any] = {"state": state, "updated_at": self.now}
-            if state in FINISHED_TI_STATES:
-                values["end_date"] = self.now
             ids = [ti.id for ti in rows]
-            done = rowcount(self.session.execute(
-                TI_TABLE.update().where(TI_TABLE.c.id.in_(ids), condition).values(**values)))
+            statement = _SET_STATE[(previous is None, state in FINISHED_TI_STATES)]
+            done = rowcount(connection.execute(statement, {
+                "ids": ids, "previous": previous, "state": state, "now": self.now}))
             if done != len(ids):
-                current = dict(self.session.execute(
-                    select(TI_TABLE.c.id, TI_TABLE.c.state).where(TI_TABLE.c.id.in_(ids))).all())
+                current = dict(connection.execute(_STATES, {"ids": ids}).all())
                 for ti in rows:
                     if current.get(ti.id) != state:
                         ti.state = current.get(ti.id)
@@ -211,15 +251,27 @@ class RunEvaluator:
         return False
 
     def _decisions(self) -> dict[str, Any]:
-        """task_id -> the branch decision it recorded (read once per evaluation)."""
+        """task_id -> the branch decision it recorded (read once per evaluation, and only for
+        the tasks whose successful tries are not in ``known_decisions`` yet: a try's decision
+        never changes once it succeeded)."""
         if self._followed is None:
-            succeeded = sorted({ti.task_id for ti in self.tis if ti.state == TIS.SUCCESS
-                                and self.dag.task_dict.get(ti.task_id) is not None
-                                and self.dag.task_dict[ti.task_id].downstream_task_ids})
+            tries: dict[str, list[tuple[int, int]]] = {}
+            for ti in self.tis:
+                task = self.dag.task_dict.get(ti.task_id)
+                if ti.state == TIS.SUCCESS and task is not None and task.downstream_task_ids:
+                    tries.setdefault(ti.task_id, []).append((ti.map_index, ti.try_number))
+            succeeded = {task_id: tuple(sorted(found)) for task_id, found in tries.items()}
+            known = self.known_decisions
+            unread = sorted(task_id for task_id, found in succeeded.items()
+                            if task_id not in known or known[task_id][0] != found)
             records = self.xcom.get_many(dag_id=self.run.dag_id, run_id=self.run.run_id,
-                                         task_ids=succeeded, key=FOLLOWED_XCOM_KEY,
-                                         session=self.session) if succeeded else []
-            self._followed = {record.task_id: record.value for record in records}
+                                         task_ids=unread, key=FOLLOWED_XCOM_KEY,
+                                         session=self.session) if unread else []
+            read = {record.task_id: record.value for record in records}
+            for task_id in unread:
+                known[task_id] = (succeeded[task_id], read.get(task_id))
+            self._followed = {task_id: known[task_id][1] for task_id in succeeded
+                              if known[task_id][1] is not None}
         return self._followed
 
     # ------------------------------------------------------------------- depends_on_past

@@ -71,11 +71,13 @@ def delete_pool(session: Session, name: str) -> None:
     session.delete(row)
 
 
+_OCCUPIED = (select(TaskInstance.pool, func.sum(TaskInstance.pool_slots))
+             .where(TaskInstance.state.in_(OCCUPYING_STATES)).group_by(TaskInstance.pool))
+
+
 def occupied_slots(session: Session) -> dict[str, int]:
     """pool name -> slots taken by queued and running task instances."""
-    rows = session.execute(select(TaskInstance.pool, func.sum(TaskInstance.pool_slots))
-                           .where(TaskInstance.state.in_(OCCUPYING_STATES))
-                           .group_by(TaskInstance.pool)).all()
+    rows = session.connection().execute(_OCCUPIED).all()
     return {pool: int(total or 0) for pool, total in rows}
 
 

@@ -49,10 +49,9 @@ def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
     if executor_slots <= 0:
         return []
     locking = session.get_bind().dialect.name != "sqlite"
-    pool_query = select(Pool.name, Pool.slots).order_by(Pool.name)
-    if locking:
-        pool_query = pool_query.with_for_update()
-    open_slots = {name: slots for name, slots in session.execute(pool_query)}
+    connection = session.connection()
+    open_slots = {name: slots for name, slots in connection.execute(
+        _POOLS_LOCKED if locking else _POOLS)}
     for name, used in occupied_slots(session).items():
         if name in open_slots:
             open_slots[name] -= used
@@ -89,17 +88,11 @@ def _queue(session: Session, chosen: list[Any], job_id: int | None,
     if not chosen:
         return []
     ids = [ti.id for ti in chosen]
-    table: Table = TaskInstance.__table__  # type: ignore[assignment]
-    session.execute(
-        table.update()
-        .where(table.c.id.in_(ids), table.c.state.in_([TIS.SCHEDULED, TIS.UP_FOR_RETRY]))
-        .values(state=TIS.QUEUED, try_number=table.c.try_number + 1, queued_at=now,
-                queued_by_job_id=job_id, next_retry_at=None, updated_at=now))
-    queued = dict(session.execute(
-        select(table.c.id, table.c.try_number).where(
-            table.c.id.in_(ids), table.c.state == TIS.QUEUED, table.c.queued_at == now,
-            table.c.queued_by_job_id == job_id if job_id is not None
-            else table.c.queued_by_job_id.is_(None))).all())
+    connection = session.connection()
+    connection.execute(_QUEUE, {"ids": ids, "now": now, "job_id": job_id})
+    queued = dict(connection.execute(
+        _QUEUED_BY_JOB if job_id is not None else _QUEUED_BY_NO_JOB,
+        {"ids": ids, "now": now, "job_id": job_id}).all())
     return [QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, queued[ti.id], ti.fileloc,
                       ti.dag_hash, ti.queue, ti.pool) for ti in chosen if ti.id in queued]
 
@@ -139,8 +132,26 @@ def _candidates_query(dialect: str, locking: bool) -> Any:
 
 
 def _active_per_dag(session: Session, dag_ids: set[str]) -> dict[str, int]:
-    rows = session.execute(select(TaskInstance.dag_id, func.count())
-                           .where(TaskInstance.dag_id.in_(sorted(dag_ids)),
-                                  TaskInstance.state.in_(OCCUPYING_STATES))
-                           .group_by(TaskInstance.dag_id)).all()
+    rows = session.connection().execute(_ACTIVE, {"dag_ids": sorted(dag_ids)}).all()
     return {dag_id: int(count) for dag_id, count in rows}
+
+
+# Built once: building a statement costs more than running it on the scheduler's hot path.
+_TI: Table = TaskInstance.__table__  # type: ignore[assignment]
+_POOLS = select(Pool.name, Pool.slots).order_by(Pool.name)
+_POOLS_LOCKED = _POOLS.with_for_update()
+_ACTIVE = (select(TaskInstance.dag_id, func.count())
+           .where(TaskInstance.dag_id.in_(bindparam("dag_ids", expanding=True)),
+                  TaskInstance.state.in_(OCCUPYING_STATES))
+           .group_by(TaskInstance.dag_id))
+_QUEUE = (_TI.update()
+          .where(_TI.c.id.in_(bindparam("ids", expanding=True)),
+                 _TI.c.state.in_([TIS.SCHEDULED, TIS.UP_FOR_RETRY]))
+          .values(state=TIS.QUEUED, try_number=_TI.c.try_number + 1,
+                  queued_at=bindparam("now"), queued_by_job_id=bindparam("job_id"),
+                  next_retry_at=None, updated_at=bindparam("now")))
+_QUEUED = select(_TI.c.id, _TI.c.try_number).where(
+    _TI.c.id.in_(bindparam("ids", expanding=True)), _TI.c.state == TIS.QUEUED,
+    _TI.c.queued_at == bindparam("now"))
+_QUEUED_BY_JOB = _QUEUED.where(_TI.c.queued_by_job_id == bindparam("job_id"))
+_QUEUED_BY_NO_JOB = _QUEUED.where(_TI.c.queued_by_job_id.is_(None))

@@ -17,6 +17,7 @@ started, and left to their heartbeat if they did).
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import subprocess
@@ -111,6 +112,9 @@ class Scheduler:
             if self.process_dags:
                 self._start_processor()
             self._adopt()
+            # What is loaded by now (flow, SQLAlchemy's mappers, the plugins, the DAGs read so
+            # far) lives as long as the scheduler: keep the collector's full passes off it.
+            gc.freeze()
             self._loop()
         finally:
             self._shutdown()
@@ -198,9 +202,14 @@ class Scheduler:
         if self._due.get("start_runs", 0.0) <= now:
             self._due["start_runs"] = now + self.idle_sleep
             busy = self.runs.start_queued_runs()
-        events = self._apply_events()
-        # A try that started changes nothing to evaluate; one that ended may.
-        evaluated = self._evaluate(force=events > 0 or busy > 0)
+        ended = self._apply_events()
+        events = len(ended)
+        # A try that started changes nothing to evaluate; one that ended may, and it freed a
+        # slot (parallelism, a pool, max_active_tasks) that a scheduled one may take.
+        evaluated = self._evaluate(force=busy > 0 or (events > 0
+                                                      and self.runs.must_evaluate(ended)))
+        if events:
+            self.runs.waiting = True
         submitted = self._queue_and_submit()
         busy = bool(busy or events or evaluated or submitted)
         log.debug("loop %d: %d events, %d scheduled, %d submitted in %.1f ms", self.loops,
@@ -283,14 +292,15 @@ class Scheduler:
 
     # ------------------------------------------------------------------------------ events
 
-    def _apply_events(self) -> int:
-        """Apply the executor's events; returns how many ended a try."""
+    def _apply_events(self) -> list[tuple[str, str, str, str]]:
+        """Apply the executor's events; returns the tries they ended, (dag_id, run_id,
+        task_id, state) each."""
         events: list[TaskEvent] = self.executor.events()
-        final = 0
+        final = []
         for event in events:
             if event.state not in FINAL_EVENTS:
                 continue
-            final += 1
+            final.append((event.key.dag_id, event.key.run_id, event.key.task_id, event.state))
             if self.in_flight.get(event.key) == event.try_number:
                 del self.in_flight[event.key]
             if event.state == "lost":
