@@ -94,7 +94,7 @@ OPTIONS: tuple[Option, ...] = (
            "A task queued longer than this (its message lost) is re-queued or failed."),
     Option("scheduler", "catchup_by_default", bool, False, "catchup of a DAG that sets none."),
     Option("local_executor", "workers", int, 0,
-           "Warm worker processes of the local executor (0: one per CPU)."),
+           "Warm worker processes of the local executor (0: one per two CPUs, at least one)."),
     Option("webserver", "host", str, "127.0.0.1", "Address the web server listens on."),
     Option("webserver", "port", int, 8080, "Port the web server listens on."),
     Option("webserver", "secret_key", str, "",
