@@ -14,7 +14,6 @@ Branching is decided elsewhere: a branch operator records the task ids it follow
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -53,14 +52,15 @@ class UpstreamStates:
     @classmethod
     def count(cls, states: Iterable[str | None]) -> UpstreamStates:
         """Count a list of upstream states (``None`` is a task instance that has not run)."""
-        counter: Counter[str | None] = Counter(states)
+        # list.count runs in C: five passes over a few states cost less than a Counter.
+        found = states if isinstance(states, list) else list(states)
         return cls(
-            total=sum(counter.values()),
-            success=counter[TIS.SUCCESS],
-            skipped=counter[TIS.SKIPPED],
-            failed=counter[TIS.FAILED],
-            upstream_failed=counter[TIS.UPSTREAM_FAILED],
-            removed=counter[TIS.REMOVED],
+            total=len(found),
+            success=found.count(TIS.SUCCESS),
+            skipped=found.count(TIS.SKIPPED),
+            failed=found.count(TIS.FAILED),
+            upstream_failed=found.count(TIS.UPSTREAM_FAILED),
+            removed=found.count(TIS.REMOVED),
         )
 
     @property

@@ -116,11 +116,20 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
+# One Session class for every engine: each sessionmaker makes a new Session subclass, whose
+# event dispatch SQLAlchemy builds again for the first session of that class (about 0.15 ms).
+_Session = sessionmaker(expire_on_commit=False)
+
+
+def new_session(engine: Engine) -> Session:
+    """A session on ``engine`` that keeps its objects' values after commit."""
+    return _Session(bind=engine)
+
+
 @contextlib.contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session that commits at the end of the block and rolls back on an exception."""
-    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
-    session = factory()
+    session = new_session(engine or get_engine())
     try:
         yield session
         session.commit()

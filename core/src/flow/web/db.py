@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask, g
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 
 def db() -> Session:
     session: Session | None = g.get("_db")
     if session is None:
-        from flow.store.session import get_engine
+        from flow.store.session import get_engine, new_session
 
-        session = g._db = sessionmaker(bind=get_engine(), expire_on_commit=False)()
+        session = g._db = new_session(get_engine())
     return session
 
 
