@@ -69,6 +69,7 @@ from flow.execution.task_runner import (
     start_tries,
 )
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
+from flow.scheduling.deps import FOLLOWED_XCOM_KEY
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import TaskInstance, TaskInstanceTry
 from flow.store.session import is_fork_safe
@@ -554,6 +555,8 @@ class Supervisor:
                 self.on_event(TaskEvent(workload.key, str(state), workload.try_number, info))
                 continue
             state = end.state
+            if self._clears_xcoms:  # the try's XComs came with its end: all of them are here
+                info["branch_decision"] = FOLLOWED_XCOM_KEY in end.xcoms
             self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
             self.plugins.task_instance_state_changed(
                 TaskInstanceSnapshot(workload.dag_id, workload.run_id, workload.task_id,

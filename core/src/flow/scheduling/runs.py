@@ -100,6 +100,15 @@ class RunManager:
                         DagRun.state == DagRunState.QUEUED)))
         return self._unfinished or self._backfilling
 
+    def note_no_branch_decision(self, dag_id: str, run_id: str, task_id: str,
+                                try_number: int) -> None:
+        """An executor event said this try of an unmapped task succeeded without recording a
+        branch decision: the next evaluation of its run need not read one (a try's decision
+        never changes once it succeeded; without the event, it is read as before)."""
+        known = self._decisions.get((dag_id, run_id))
+        if known is not None:
+            known[task_id] = (((-1, try_number),), None)
+
     def must_evaluate(self, ended: list[tuple[str, str, str, str]]) -> bool:
         """Whether the tries in ``ended`` ((dag_id, run_id, task_id, state) each) may let a task
         instance of their run be decided, or their run end, so that the running runs must be

@@ -301,6 +301,10 @@ class Scheduler:
             if event.state not in FINAL_EVENTS:
                 continue
             final.append((event.key.dag_id, event.key.run_id, event.key.task_id, event.state))
+            if event.state == TIS.SUCCESS and event.info.get("branch_decision") is False \
+                    and event.key.map_index == -1:
+                self.runs.note_no_branch_decision(event.key.dag_id, event.key.run_id,
+                                                  event.key.task_id, event.try_number)
             if self.in_flight.get(event.key) == event.try_number:
                 del self.in_flight[event.key]
             if event.state == "lost":
