@@ -92,6 +92,28 @@ class TiRow:
 
 
 @dataclass
+class RunRow:
+    """The columns of a running DAG run that its evaluation, its end and its announcements
+    need (the attributes of :class:`~flow.execution.runtime.DagRunSnapshot` among them)."""
+
+    id: int
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
+    run_type: str
+    state: str
+    conf: dict[str, Any] | None
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+RUN_COLUMNS = ("id", "dag_id", "run_id", "logical_date", "data_interval_start",
+               "data_interval_end", "run_type", "state", "conf", "start_date", "end_date")
+
+
+@dataclass
 class RunOutcome:
     """What one evaluation did: state changes to announce and a final state, if reached."""
 
@@ -104,7 +126,7 @@ class RunOutcome:
 
 
 class RunEvaluator:
-    def __init__(self, session: Session, run: DagRun, dag: SerializedDag, xcom_backend: Any,
+    def __init__(self, session: Session, run: RunRow, dag: SerializedDag, xcom_backend: Any,
                  now: datetime | None = None,
                  known_decisions: dict[str, tuple[tuple[tuple[int, int], ...], Any]] | None
                  = None) -> None:

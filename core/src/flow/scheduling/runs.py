@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
 from flow.scheduling.crashpoints import crash_point
 from flow.scheduling.dagruns import RetryPolicy, create_dag_run, rowcount, run_id_for
-from flow.scheduling.planning import RunEvaluator
+from flow.scheduling.planning import RUN_COLUMNS, RunEvaluator, RunRow
 from flow.scheduling.serialization import SerializedDag
 from flow.scheduling.timetables import DataInterval, TimeRestriction
 from flow.states import DagRunState, DagRunType
@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ACTIVE_RUNS = 16
 ACTIVE_RUN_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
+
+_RUN_TABLE: Table = DagRun.__table__  # type: ignore[assignment]
+_DAG_TABLE: Table = DagModel.__table__  # type: ignore[assignment]
+# Built once, one per dialect (the row locks differ): the running runs, with their DAG's
+# version and file, as plain rows (ORM objects cost more to load than the evaluation).
+_RUNNING = (select(*(_RUN_TABLE.c[name] for name in RUN_COLUMNS), _DAG_TABLE.c.dag_hash,
+                   _DAG_TABLE.c.fileloc)
+            .join_from(_RUN_TABLE, _DAG_TABLE, _DAG_TABLE.c.dag_id == _RUN_TABLE.c.dag_id)
+            .where(_RUN_TABLE.c.state == DagRunState.RUNNING)
+            .order_by(_RUN_TABLE.c.logical_date))
+_RUNNING_LOCKED = _RUNNING.with_for_update(skip_locked=True)
+_RUNNING_PG = _RUNNING.with_for_update(skip_locked=True, of=_RUN_TABLE)
 
 
 class RunManager:
@@ -255,20 +267,17 @@ class RunManager:
     def evaluate_running_runs(self) -> tuple[list[Any], int, list[Any]]:
         """Evaluate every running run; returns (finished runs, task instances scheduled,
         running task instances to cancel)."""
-        finished: list[tuple[DagRun, str, str, str, bool]] = []
+        finished: list[tuple[RunRow, str, str, str, bool]] = []
         announcements: list[Any] = []
         scheduled, cancel, waiting = 0, [], 0
         undecided: dict[tuple[str, str], tuple[SerializedDag, dict[str, int]]] = {}
         decisions: dict[tuple[str, str], dict[str, Any]] = {}
         with session_scope(self.engine) as session:
-            query = (select(DagRun, DagModel.dag_hash, DagModel.fileloc)
-                     .join(DagModel, DagModel.dag_id == DagRun.dag_id)
-                     .where(DagRun.state == DagRunState.RUNNING).order_by(DagRun.logical_date))
-            if self.locking:
-                query = query.with_for_update(skip_locked=True, of=DagRun) \
-                    if self.engine.dialect.name == "postgresql" \
-                    else query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
+            # SQLite has one writer at a time: no row locks there.
+            query = _RUNNING if not self.locking else \
+                _RUNNING_PG if self.engine.dialect.name == "postgresql" else _RUNNING_LOCKED
+            rows = [(RunRow(*row[:-2]), row[-2], row[-1])
+                    for row in session.connection().execute(query)]
             # Queued runs are counted only when asked (`has_unfinished`), not on every event.
             self._unfinished = True if rows else None
             for run, dag_hash, fileloc in rows:
@@ -307,7 +316,7 @@ class RunManager:
             self._announce_run(run, DagRunState.RUNNING, state)
         return finished, scheduled, cancel
 
-    def _end_run(self, session: Session, run: DagRun, state: str) -> bool:
+    def _end_run(self, session: Session, run: RunRow, state: str) -> bool:
         now = utcnow()
         changed_result = session.execute(
             update(DagRun).where(DagRun.id == run.id, DagRun.state == DagRunState.RUNNING)
@@ -318,7 +327,7 @@ class RunManager:
             run.state, run.end_date = state, now
         return bool(changed)
 
-    def _announce_run(self, run: DagRun, previous: str | None, current: str) -> None:
+    def _announce_run(self, run: DagRun | RunRow, previous: str | None, current: str) -> None:
         self.plugins.dag_run_state_changed(DagRunSnapshot.from_row(run), previous, current)
 
 
