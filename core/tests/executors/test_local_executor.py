@@ -22,6 +22,7 @@ from executor_helpers import (
 from sqlalchemy import Engine
 
 from flow.builtin.executors.local import LocalExecutor
+from flow.execution.supervisor import DEFAULT_SPARES
 from flow.execution.workload import TaskEvent
 
 DAG_ID = "misbehaving"
@@ -293,14 +294,14 @@ def _children(pid: int) -> set[int]:
         return {int(child) for child in handle.read().split()}
 
 
-def _wait_for_the_spare(pid: int, tries: set[int], timeout: float = 10.0) -> int:
-    """The one child of an idle worker once the processes of ``tries`` are reaped: the spare
-    it forks once no try of its own runs."""
+def _wait_for_spares(pid: int, count: int, tries: set[int], timeout: float = 10.0) -> set[int]:
+    """The ``count`` children of an idle worker once the processes of ``tries`` are reaped:
+    the spares it forks ahead of the next tries."""
     deadline = time.monotonic() + timeout
-    while len(children := _children(pid)) != 1 or children & tries:
+    while len(children := _children(pid)) != count or children & tries:
         assert time.monotonic() < deadline, f"worker {pid} has children {children}"
         time.sleep(0.01)
-    return children.pop()
+    return children
 
 
 def _pid(events: list[TaskEvent], state: str = "running") -> int:
@@ -308,7 +309,7 @@ def _pid(events: list[TaskEvent], state: str = "running") -> int:
     return int(event.info["pid"])
 
 
-def test_an_idle_worker_forks_the_next_tries_process_ahead_and_reaps_it_at_shutdown(
+def test_an_idle_worker_forks_the_next_tries_processes_ahead_and_reaps_them_at_shutdown(
         engine: Engine, dag_file: Path) -> None:
     executor = LocalExecutor(parallelism=1, workers=1, kill_grace=0.5)
     executor.start()
@@ -317,20 +318,22 @@ def test_an_idle_worker_forks_the_next_tries_process_ahead_and_reaps_it_at_shutd
         executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
         events = collect(executor, 1)
         assert finals(events)["ok"].state == "success"
-        # forked while idle, with the DAG imported
-        spare = _wait_for_the_spare(worker, tries={_pid(events)})
+        # forked while idle, with the DAG imported, several at once
+        spares = _wait_for_spares(worker, DEFAULT_SPARES, tries={_pid(events)})
         executor.submit(queue(engine, dag_file, DAG_ID, "slot_0"))
         events = collect(executor, 1)
         assert finals(events)["slot_0"].state == "success"
-        assert _pid(events) == spare
+        used = _pid(events)
+        assert used in spares
         assert [(r.task_id, r.try_number) for r in ledger_rows(engine)] == [
             ("ok", 1), ("slot_0", 1)]
-        next_spare = _wait_for_the_spare(worker, tries={spare})
-        assert next_spare != spare
+        # the others wait for the next tries; new ones are forked once none is left
+        left = _wait_for_spares(worker, DEFAULT_SPARES - 1, tries={used})
+        assert left == spares - {used}
     finally:
         executor.shutdown(wait=True)
     assert not process_alive(worker)
-    assert not process_alive(next_spare)
+    assert not any(process_alive(pid) for pid in left)
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -80,6 +80,7 @@ log = logging.getLogger("flow.supervisor")
 # Exit codes of a child; the outcome itself travels over the result pipe.
 CHILD_OK, CHILD_TASK_FAILED, CHILD_CRASHED = 0, 1, 70
 DEFAULT_KILL_GRACE = 5.0
+DEFAULT_SPARES = 4
 
 
 @dataclass
@@ -119,7 +120,7 @@ class Supervisor:
 
     def __init__(self, *, engine: Engine, plugins: Any, on_event: Callable[[TaskEvent], None],
                  log_folder: str, heartbeat_interval: float | None = None,
-                 kill_grace: float = DEFAULT_KILL_GRACE) -> None:
+                 kill_grace: float = DEFAULT_KILL_GRACE, spares: int = DEFAULT_SPARES) -> None:
         self.engine = engine
         self.plugins = plugins
         self.on_event = on_event
@@ -135,7 +136,9 @@ class Supervisor:
         self._retry_ends_at = 0.0
         self._next_heartbeat = time.monotonic() + (self.heartbeat_interval or 0.0)
         self._extra_fds: set[int] = set()
-        self._spare: _Child | None = None
+        self._spares: list[_Child] = []
+        self._spare_count = spares
+        self._refilling = True
         self._find_dag: Callable[[TaskWorkload], Any] | None = None
         self._dags_version: Callable[[], object] = lambda: None
         self._spare_died = False
@@ -156,19 +159,22 @@ class Supervisor:
             self.selector.unregister(fd)
         self._extra_fds.discard(fd)
 
-    def keep_a_spare(self, find_dag: Callable[[TaskWorkload], Any],
-                     dags_version: Callable[[], object]) -> None:
-        """Keep one child forked ahead of its workload while idle, so a launch costs a pipe
-        write instead of a fork and the child's setup (process group, signals, descriptors).
+    def keep_spares(self, find_dag: Callable[[TaskWorkload], Any],
+                    dags_version: Callable[[], object]) -> None:
+        """Keep children forked ahead of their workloads while idle (``spares`` of them), so
+        a launch costs a pipe write instead of a fork and the child's setup (process group,
+        signals, descriptors). They are forked one after the other: after a fork, every page
+        this process writes is copied once, for all the children that share it, so forking a
+        few at once pays that once for several tries instead of once per try.
         ``find_dag(workload)`` returns the workload's DAG in that child (None: not found);
         ``dags_version()`` changes whenever the DAGs the caller holds do: a spare forked under
         another version is not used."""
         self._find_dag, self._dags_version = find_dag, dags_version
 
-    def stop_keeping_a_spare(self) -> None:
+    def stop_keeping_spares(self) -> None:
         self._find_dag = None
-        if self._spare is not None:
-            self._discard_spare(self._spare)
+        for spare in list(self._spares):
+            self._discard_spare(spare)
 
     @property
     def running(self) -> int:
@@ -315,16 +321,28 @@ class Supervisor:
     # ---------------------------------------------------------------------------- the spare
 
     def _take_spare(self) -> _Child | None:
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.version != self._dags_version():
+        version = self._dags_version()
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.version == version:
+                return spare
             self._discard_spare(spare)
-            return None
-        return spare
+        return None
+
+    def _wants_a_spare(self) -> bool:
+        """Whether to fork a spare now: once none is left, until there are ``spares``."""
+        if self._find_dag is None or self._spare_died:
+            return False
+        if not self._spares:
+            self._refilling = True
+        elif len(self._spares) >= self._spare_count:
+            self._refilling = False
+        return self._refilling
 
     def _discard_spare(self, spare: _Child) -> None:
         """End a spare (its command pipe closes: it exits) and reap it."""
-        if self._spare is spare:
-            self._spare = None
+        if spare in self._spares:
+            self._spares.remove(spare)
         if spare.closed:
             return
         self._close_command(spare)
@@ -355,14 +373,17 @@ class Supervisor:
         if due is not None:
             wait = max(0.0, due - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
-        if self._find_dag is not None and self._spare is None and not self._spare_died:
-            # Fork the next spare only when nothing waits, so no event waits for a fork; then
-            # wait as usual (also while ends wait to be committed again: never spin).
+        if self._wants_a_spare():
+            # Fork the next spare only when nothing waits, so no event waits for a fork, and
+            # one per pass, so what arrives meanwhile goes first; then wait as usual (also
+            # while ends wait to be committed again: never spin).
             ready = self.selector.select(0)
             if not ready:
-                if not self._ending:
-                    self._spare = self._fork_waiting(self._find_dag)
-                ready = self.selector.select(timeout)
+                forked = not self._ending
+                if forked:
+                    assert self._find_dag is not None
+                    self._spares.append(self._fork_waiting(self._find_dag))
+                ready = self.selector.select(0 if forked and self._wants_a_spare() else timeout)
         else:
             ready = self.selector.select(timeout)
         for key, _ in ready:
@@ -372,8 +393,8 @@ class Supervisor:
         self._heartbeat()
 
     def close(self) -> None:
-        if self._spare is not None:
-            self._discard_spare(self._spare)
+        for spare in list(self._spares):
+            self._discard_spare(spare)
         self.selector.close()
 
     # --------------------------------------------------------------------------- the child
@@ -454,8 +475,7 @@ class Supervisor:
     def _close_parent_fds(self) -> None:
         fds = set(self._extra_fds)
         children = [*self.children.values(), *self._exiting.values(), *self._ending]
-        if self._spare is not None:
-            children.append(self._spare)
+        children.extend(self._spares)
         for child in children:
             if child.closed:  # its numbers may belong to new descriptors by now
                 continue
@@ -572,10 +592,10 @@ class Supervisor:
             os.killpg(child.pid, signal.SIGKILL)
         _, status, usage = os.wait4(child.pid, 0)
         self._close(child)
-        if child is self._spare or child.workload is None:
+        if child.workload is None:  # a spare
             self._spare_died = True  # fork the next one after a launch, not in a loop
-            if self._spare is child:
-                self._spare = None
+            if child in self._spares:
+                self._spares.remove(child)
             return
         if self._exiting.pop(child.pid, None) is not None or child.end is not None:
             return  # ended (or never started); an end waiting for its commit is sent then

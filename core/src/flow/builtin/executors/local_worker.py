@@ -41,7 +41,7 @@ class LocalWorker:
         self._dags_version = 0  # changes with every import: a spare child holds the DAGs
         supervisor.on_event = self.emit
         supervisor.watch(0, self._read_commands)
-        supervisor.keep_a_spare(lambda workload: self._dag(workload)[0],
+        supervisor.keep_spares(lambda workload: self._dag(workload)[0],
                                 lambda: self._dags_version)
 
     def serve(self) -> None:
@@ -102,7 +102,7 @@ class LocalWorker:
 
     def _stop(self) -> None:
         self.stopping = True
-        self.supervisor.stop_keeping_a_spare()
+        self.supervisor.stop_keeping_spares()
 
     def _run(self, workloads: list[TaskWorkload]) -> None:
         from flow.execution.supervisor import fail_unstartable
