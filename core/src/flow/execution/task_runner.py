@@ -633,9 +633,8 @@ class TryEnd:
     xcoms: dict[str, str] = field(default_factory=dict)  # key -> stored text
 
     def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
+        # Its fields as they are (JSON already): asdict would deep-copy them, in every child.
+        return dict(vars(self))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TryEnd:
