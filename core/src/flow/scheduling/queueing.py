@@ -82,17 +82,21 @@ def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
 
 def _queue(session: Session, chosen: list[Any], job_id: int | None,
            now: datetime) -> list[QueuedTry]:
-    """One guarded UPDATE for the chosen rows, then read back which were queued by it (on
-    PostgreSQL and MySQL the rows are locked, so all are; on SQLite the one scheduler's write
-    transaction decides)."""
+    """One guarded UPDATE for the chosen rows, and which were queued by it (on PostgreSQL and
+    MySQL the rows are locked, so all are; on SQLite the one scheduler's write transaction
+    decides): returned by the update where the database can (PostgreSQL, SQLite), else read
+    back."""
     if not chosen:
         return []
     ids = [ti.id for ti in chosen]
     connection = session.connection()
-    connection.execute(_QUEUE, {"ids": ids, "now": now, "job_id": job_id})
-    queued = dict(connection.execute(
-        _QUEUED_BY_JOB if job_id is not None else _QUEUED_BY_NO_JOB,
-        {"ids": ids, "now": now, "job_id": job_id}).all())
+    values = {"ids": ids, "now": now, "job_id": job_id}
+    if connection.dialect.update_returning:
+        queued = dict(connection.execute(_QUEUE_RETURNING, values).all())
+    else:
+        connection.execute(_QUEUE, values)
+        queued = dict(connection.execute(
+            _QUEUED_BY_JOB if job_id is not None else _QUEUED_BY_NO_JOB, values).all())
     return [QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, queued[ti.id], ti.fileloc,
                       ti.dag_hash, ti.queue, ti.pool) for ti in chosen if ti.id in queued]
 
@@ -151,6 +155,7 @@ _QUEUE = (_TI.update()
           .values(state=TIS.QUEUED, try_number=_TI.c.try_number + 1,
                   queued_at=bindparam("now"), queued_by_job_id=bindparam("job_id"),
                   next_retry_at=None, updated_at=bindparam("now")))
+_QUEUE_RETURNING = _QUEUE.returning(_TI.c.id, _TI.c.try_number)
 _QUEUED = select(_TI.c.id, _TI.c.try_number).where(
     _TI.c.id.in_(bindparam("ids", expanding=True)), _TI.c.state == TIS.QUEUED,
     _TI.c.queued_at == bindparam("now"))
