@@ -13,6 +13,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from flow.plugins import current
+from flow.scheduling.actions import set_paused, trigger_dag_run
+from flow.scheduling.runs import RunManager
 from flow.store.session import session_scope
 
 # A table test tasks insert into, one row per try they start: (task, try) is unique, so a try
@@ -165,3 +168,13 @@ def assert_ran_once_and_completed(engine: Engine, flow_home: Path, tasks: int,
                       else f"{ti.task_id}[{ti.map_index}]", ti.try_number) for ti in tis)
     assert started == current, context
     assert tries == tasks, context
+
+
+def trigger_and_start(dag_id: str, engine: Engine) -> tuple[RunManager, str]:
+    """Unpause ``dag_id`` (parsed already), trigger a run and start it with a RunManager
+    (no scheduler process): the manager and the run id."""
+    set_paused(dag_id, False, actor="test", source="cli")
+    run_id = trigger_dag_run(dag_id, actor="test", source="cli").run_id
+    manager = RunManager(engine, current())
+    manager.start_queued_runs()
+    return manager, run_id

@@ -9,8 +9,6 @@ from typing import Any
 
 from sqlalchemy import Engine, event, select, update
 
-from flow.plugins import current
-from flow.scheduling.actions import set_paused, trigger_dag_run
 from flow.scheduling.deps import FOLLOWED_XCOM_KEY
 from flow.scheduling.runs import RunManager
 from flow.states import TaskInstanceState as TIS
@@ -18,6 +16,7 @@ from flow.store.models import TaskInstance
 from flow.store.session import session_scope
 
 from .conftest import WriteDag
+from .helpers import trigger_and_start
 
 DAG = """
 from datetime import datetime
@@ -50,12 +49,19 @@ def _started(write_dag: WriteDag, parse: Callable[[], None],
              engine: Engine) -> tuple[RunManager, str]:
     write_dag("forks.py", DAG)
     parse()
-    set_paused("forks", False, actor="test", source="cli")
-    run_id = trigger_dag_run("forks", actor="test", source="cli").run_id
-    manager = RunManager(engine, current())
-    manager.start_queued_runs()
+    manager, run_id = trigger_and_start("forks", engine)
     manager.evaluate_running_runs()  # start is scheduled
     return manager, run_id
+
+
+def _decide(manager: RunManager, engine: Engine, run_id: str, ti_id: int,
+            followed: list[str]) -> None:
+    """Record the branch decision of ``start`` (task instance ``ti_id``), as its try would."""
+    with session_scope(engine) as session:
+        manager.xcom_backend().set(ti_id=ti_id, dag_id="forks", run_id=run_id,
+                                   task_id="start", map_index=-1, key=FOLLOWED_XCOM_KEY,
+                                   value={"followed": followed, "skip_all_downstream": False},
+                                   session=session)
 
 
 def _succeed(engine: Engine, run_id: str, task_id: str, try_number: int) -> int:
@@ -89,11 +95,7 @@ def test_without_the_note_the_decision_is_read_and_followed(
         write_dag: WriteDag, parse: Callable[[], None], engine: Engine) -> None:
     manager, run_id = _started(write_dag, parse, engine)
     ti_id = _succeed(engine, run_id, "start", 1)
-    with session_scope(engine) as session:
-        manager.xcom_backend().set(ti_id=ti_id, dag_id="forks", run_id=run_id,
-                                   task_id="start", map_index=-1, key=FOLLOWED_XCOM_KEY,
-                                   value={"followed": ["left"], "skip_all_downstream": False},
-                                   session=session)
+    _decide(manager, engine, run_id, ti_id, ["left"])
     with _xcom_reads(engine) as reads:
         manager.evaluate_running_runs()
     assert len(reads) == 1
@@ -106,11 +108,7 @@ def test_a_note_for_an_earlier_try_does_not_hide_a_later_decision(
     manager, run_id = _started(write_dag, parse, engine)
     manager.note_no_branch_decision("forks", run_id, "start", 1)  # try 1, then a clear
     ti_id = _succeed(engine, run_id, "start", 2)
-    with session_scope(engine) as session:
-        manager.xcom_backend().set(ti_id=ti_id, dag_id="forks", run_id=run_id,
-                                   task_id="start", map_index=-1, key=FOLLOWED_XCOM_KEY,
-                                   value={"followed": ["right"], "skip_all_downstream": False},
-                                   session=session)
+    _decide(manager, engine, run_id, ti_id, ["right"])
     manager.evaluate_running_runs()
     states = _states(engine, run_id)
     assert (states["left"], states["right"]) == (TIS.SKIPPED, TIS.SCHEDULED)

@@ -7,14 +7,13 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, update
 
-from flow.plugins import current
-from flow.scheduling.actions import set_paused, trigger_dag_run
 from flow.scheduling.runs import RunManager
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import TaskInstance
 from flow.store.session import session_scope
 
 from .conftest import WriteDag
+from .helpers import trigger_and_start
 
 DAG = """
 from datetime import datetime
@@ -43,11 +42,7 @@ def _started_run(write_dag: WriteDag, parse: Callable[[], None],
                  engine: Engine) -> tuple[RunManager, str]:
     write_dag("fan.py", DAG)
     parse()
-    set_paused("fan", False, actor="test", source="cli")
-    run_id = trigger_dag_run("fan", actor="test", source="cli").run_id
-    manager = RunManager(engine, current())
-    manager.start_queued_runs()
-    return manager, run_id
+    return trigger_and_start("fan", engine)
 
 
 def test_successes_a_join_waits_through_skip_the_evaluation_until_the_last(

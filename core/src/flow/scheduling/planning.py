@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from flow.execution.runtime import DagRunSnapshot
 from flow.scheduling.dagruns import rowcount
 from flow.scheduling.deps import (
     FOLLOWED_XCOM_KEY,
@@ -91,26 +92,17 @@ class TiRow:
     executor: str | None
 
 
-@dataclass
-class RunRow:
-    """The columns of a running DAG run that its evaluation, its end and its announcements
-    need (the attributes of :class:`~flow.execution.runtime.DagRunSnapshot` among them)."""
+@dataclass(frozen=True)
+class RunRow(DagRunSnapshot):
+    """A running DAG run as its evaluation and its end need it: its snapshot's columns, its
+    row id and end date."""
 
-    id: int
-    dag_id: str
-    run_id: str
-    logical_date: datetime | None
-    data_interval_start: datetime | None
-    data_interval_end: datetime | None
-    run_type: str
-    state: str
-    conf: dict[str, Any] | None
-    start_date: datetime | None
-    end_date: datetime | None
+    id: int = 0
+    end_date: datetime | None = None
 
 
-RUN_COLUMNS = ("id", "dag_id", "run_id", "logical_date", "data_interval_start",
-               "data_interval_end", "run_type", "state", "conf", "start_date", "end_date")
+RUN_COLUMNS = ("dag_id", "run_id", "logical_date", "data_interval_start", "data_interval_end",
+               "run_type", "state", "conf", "start_date", "id", "end_date")
 
 
 @dataclass

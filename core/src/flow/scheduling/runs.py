@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine, Table, func, select, update
@@ -298,10 +299,12 @@ class RunManager:
                 waiting += outcome.waiting
                 cancel.extend(outcome.cancel)
                 announcements.extend(outcome.ti_changes)
-                if outcome.final_state and self._end_run(session, run, outcome.final_state):
-                    kind = "success" if outcome.final_state == DagRunState.SUCCESS else "failure"
+                final = outcome.final_state
+                ended = self._end_run(session, run, final) if final else None
+                if final and ended:
+                    kind = "success" if final == DagRunState.SUCCESS else "failure"
                     wants = bool(dag.data.get(f"has_on_{kind}_callback"))
-                    finished.append((run, outcome.final_state, outcome.reason, fileloc, wants))
+                    finished.append((ended, final, outcome.reason, fileloc, wants))
         self.waiting = waiting > 0
         self._undecided, self._decisions = undecided, decisions
         if scheduled:
@@ -316,16 +319,14 @@ class RunManager:
             self._announce_run(run, DagRunState.RUNNING, state)
         return finished, scheduled, cancel
 
-    def _end_run(self, session: Session, run: RunRow, state: str) -> bool:
+    def _end_run(self, session: Session, run: RunRow, state: str) -> RunRow | None:
+        """End ``run`` in ``state`` (guarded: still running); the run as ended, or None."""
         now = utcnow()
         changed_result = session.execute(
             update(DagRun).where(DagRun.id == run.id, DagRun.state == DagRunState.RUNNING)
             .values(state=state, end_date=now, updated_at=now)
             .execution_options(synchronize_session=False))
-        changed = rowcount(changed_result)
-        if changed:
-            run.state, run.end_date = state, now
-        return bool(changed)
+        return replace(run, state=state, end_date=now) if rowcount(changed_result) else None
 
     def _announce_run(self, run: DagRun | RunRow, previous: str | None, current: str) -> None:
         self.plugins.dag_run_state_changed(DagRunSnapshot.from_row(run), previous, current)
