@@ -95,6 +95,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("scheduler", "catchup_by_default", bool, False, "catchup of a DAG that sets none."),
     Option("local_executor", "workers", int, 0,
            "Warm worker processes of the local executor (0: one per two CPUs, at least one)."),
+    Option("local_executor", "spare_children", int, 4,
+           "Children each idle worker forks ahead of the next tries (0: fork each at its "
+           "launch)."),
     Option("webserver", "host", str, "127.0.0.1", "Address the web server listens on."),
     Option("webserver", "port", int, 8080, "Port the web server listens on."),
     Option("webserver", "secret_key", str, "",

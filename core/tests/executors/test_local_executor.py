@@ -336,6 +336,26 @@ def test_an_idle_worker_forks_the_next_tries_processes_ahead_and_reaps_them_at_s
     assert not any(process_alive(pid) for pid in left)
 
 
+@pytest.mark.parametrize("spares", [0, 1])
+def test_spare_children_sets_how_many_an_idle_worker_keeps(
+        engine: Engine, dag_file: Path, spares: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW__LOCAL_EXECUTOR__SPARE_CHILDREN", str(spares))
+    executor = LocalExecutor(parallelism=1, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        [worker] = executor.worker_pids()
+        for task_id in ("ok", "slot_0"):
+            executor.submit(queue(engine, dag_file, DAG_ID, task_id))
+            events = collect(executor, 1)
+            assert finals(events)[task_id].state == "success"
+            # with one spare, the try ran in it and the next one is forked in its place
+            kept = _wait_for_spares(worker, spares, tries={_pid(events)})
+            time.sleep(0.2)  # and no more than that
+            assert _children(worker) == kept
+    finally:
+        executor.shutdown(wait=True)
+
+
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()

@@ -331,7 +331,7 @@ class Supervisor:
 
     def _wants_a_spare(self) -> bool:
         """Whether to fork a spare now: once none is left, until there are ``spares``."""
-        if self._find_dag is None or self._spare_died:
+        if self._find_dag is None or self._spare_died or self._spare_count <= 0:
             return False
         if not self._spares:
             self._refilling = True

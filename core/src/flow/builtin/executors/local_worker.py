@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         engine=engine, plugins=plugins, on_event=lambda event: None,
         log_folder=str(config.get("logging", "base_log_folder")),
         heartbeat_interval=config.get("scheduler", "task_heartbeat_interval"),
-        kill_grace=args.kill_grace if args.kill_grace is not None else kill_grace_period(config))
+        kill_grace=args.kill_grace if args.kill_grace is not None else kill_grace_period(config),
+        spares=int(config.get("local_executor", "spare_children")))
     worker = LocalWorker(supervisor, args.events_fd, str(config.get("core", "dags_folder")),
                          float(config.get("core", "dag_file_processor_timeout")))
     try:
