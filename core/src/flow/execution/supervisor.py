@@ -393,8 +393,7 @@ class Supervisor:
         self._heartbeat()
 
     def close(self) -> None:
-        for spare in list(self._spares):
-            self._discard_spare(spare)
+        self.stop_keeping_spares()
         self.selector.close()
 
     # --------------------------------------------------------------------------- the child

@@ -222,13 +222,9 @@ class RunEvaluator:
 
     def _set(self, ti: TiRow, state: str, reason: str) -> bool:
         previous = ti.state
-        condition = TI_TABLE.c.state.is_(None) if previous is None else \
-            TI_TABLE.c.state == previous
-        values: dict[str, Any] = {"state": state, "updated_at": self.now}
-        if state in FINISHED_TI_STATES:
-            values["end_date"] = self.now
-        changed = rowcount(self.session.execute(
-            TI_TABLE.update().where(TI_TABLE.c.id == ti.id, condition).values(**values)))
+        changed = rowcount(self.session.connection().execute(
+            _SET_STATE[(previous is None, state in FINISHED_TI_STATES)],
+            {"ids": [ti.id], "previous": previous, "state": state, "now": self.now}))
         if not changed:
             return False
         ti.state = state
