@@ -46,7 +46,7 @@ def test_extension_hooks_receive_one_object_to_extend(name):
 
 @pytest.mark.parametrize("name", hookspecs.EVENT_HOOKS)
 def test_event_hooks_are_a_subject_and_a_past_tense_verb(name):
-    assert re.fullmatch(r"flow_[a-z_]+_(changed|accessed|action)", name), name
+    assert re.fullmatch(r"flow_[a-z_]+_(changed|accessed|action|started|stopped)", name), name
     assert _hookdocs.signature(name).endswith("-> None")
 
 

@@ -366,6 +366,50 @@ def flow_connection_accessed(conn_id: str, accessor: dict[str, Any]) -> None:
     raise NotImplementedError
 
 
+@hookspec
+def flow_component_started(component: str) -> None:
+    """A long-lived flow process is about to take on work.
+
+    When: once per process and component, after the plugins are loaded and before the first
+    run, try or request: ``"scheduler"`` (``flow scheduler``, ``flow standalone``),
+    ``"local_worker"`` (each worker process of the local executor, before it forks any try) and
+    ``"webserver"`` (``flow webserver``, ``flow standalone``). One process may host two
+    components (``flow standalone``: the scheduler and the web server), so a listener that
+    prepares process-wide state should do it once. This is the place to pay a listener's
+    first-use costs (reading settings, opening a connection, creating tables) before the
+    work it would otherwise delay begins; in a local worker, what it loads is shared by every
+    try forked from it.
+
+    Returns: nothing.
+
+    Must not: block for long (the component waits for it); raise (it is logged and ignored);
+    start work that must survive a fork in a local worker: a thread does not, and a try is a
+    forked child of it.
+
+    Since: 0.2.0
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def flow_component_stopped(component: str) -> None:
+    """A long-lived flow process stopped taking on work and is about to exit cleanly.
+
+    When: once per ``flow_component_started`` call, after the component's last state change
+    was committed and announced (the scheduler after its executor shut down, a local worker
+    after its last try ended), before the process exits. The last moment to write what a
+    listener buffered. Not called when the process is killed (``SIGKILL``) or crashes.
+
+    Returns: nothing.
+
+    Must not: block for more than a few seconds (shutdown waits for it); raise (it is logged
+    and ignored).
+
+    Since: 0.2.0
+    """
+    raise NotImplementedError
+
+
 REGISTRATION_HOOKS = (
     "flow_executors",
     "flow_operators",
@@ -380,4 +424,6 @@ EVENT_HOOKS = (
     "flow_task_instance_state_changed",
     "flow_user_action",
     "flow_connection_accessed",
+    "flow_component_started",
+    "flow_component_stopped",
 )

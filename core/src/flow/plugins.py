@@ -472,6 +472,12 @@ class PluginManager:
         self._call_each("flow_task_instance_state_changed",
                         {"ti": ti, "previous": previous, "current": current})
 
+    def component_started(self, component: str) -> None:
+        self._call_each("flow_component_started", {"component": component})
+
+    def component_stopped(self, component: str) -> None:
+        self._call_each("flow_component_stopped", {"component": component})
+
     def user_action(self, actor: str, action: str, target: str, details: dict[str, Any], *,
                     session: Session | None = None) -> None:
         """Tell the ``flow_user_action`` listeners, inside the action's transaction.

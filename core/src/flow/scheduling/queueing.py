@@ -41,6 +41,9 @@ class QueuedTry:
     dag_hash: str | None
     queue: str
     pool: str
+    # The state it was queued from (scheduled, up_for_retry); None for a try already queued
+    # and handed to the executor again.
+    previous: str | None = None
 
 
 def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
@@ -98,7 +101,8 @@ def _queue(session: Session, chosen: list[Any], job_id: int | None,
         queued = dict(connection.execute(
             _QUEUED_BY_JOB if job_id is not None else _QUEUED_BY_NO_JOB, values).all())
     return [QueuedTry(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, queued[ti.id], ti.fileloc,
-                      ti.dag_hash, ti.queue, ti.pool) for ti in chosen if ti.id in queued]
+                      ti.dag_hash, ti.queue, ti.pool, ti.state)
+            for ti in chosen if ti.id in queued]
 
 
 def _candidates(session: Session, now: datetime, *, limit: int,
@@ -120,7 +124,8 @@ def _candidates_query(dialect: str, locking: bool) -> Any:
                 and_(TaskInstance.state == TIS.UP_FOR_RETRY,
                      or_(TaskInstance.next_retry_at.is_(None), TaskInstance.next_retry_at <= now)))
     query = (select(TaskInstance.id, TaskInstance.dag_id, TaskInstance.run_id,
-                    TaskInstance.task_id, TaskInstance.map_index, TaskInstance.pool,
+                    TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state,
+                    TaskInstance.pool,
                     TaskInstance.pool_slots, TaskInstance.queue, DagModel.fileloc,
                     DagModel.dag_hash, DagModel.max_active_tasks)
              .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id,

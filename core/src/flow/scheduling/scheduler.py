@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
 
+from flow.execution.runtime import TaskInstanceSnapshot
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
 from flow.scheduling import runs
 from flow.scheduling.callbacks import start_dag_callback
@@ -89,6 +90,7 @@ class Scheduler:
         self._losses: dict[TaskKey, int] = {}
         self._processor_thread: threading.Thread | None = None
         self._waker: Waker | None = None
+        self._started = False  # flow_component_started was called: stopped is owed
         self.loops = 0
 
     # ------------------------------------------------------------------------- lifecycle
@@ -106,6 +108,8 @@ class Scheduler:
         self._waker = Waker(job_id)
         log.info("scheduler job %d started (executor %s)", job_id, self.executor_name)
         try:
+            self.plugins.component_started("scheduler")
+            self._started = True
             with session_scope(self.engine) as session:
                 ensure_default_pool(session)
             self._start_executor()
@@ -171,6 +175,8 @@ class Scheduler:
         self.job.end()
         if self._waker is not None:
             self._waker.close()
+        if self._started:
+            self.plugins.component_stopped("scheduler")
         log.info("scheduler job %s ended", self.job.id)
 
     # ------------------------------------------------------------------------------ the loop
@@ -272,6 +278,7 @@ class Scheduler:
                                  now=utcnow(), warned_pools=self._warned_pools)
         if queued:
             crash_point("tries_queued")
+            self._announce_queued(queued)
         for item in queued:
             self._submit(item)
         if queued:
@@ -281,6 +288,14 @@ class Scheduler:
             # says when to look again.
             self.runs.waiting = False
         return len(queued)
+
+    def _announce_queued(self, queued: list[QueuedTry]) -> None:
+        if not self.plugins.has_listeners("flow_task_instance_state_changed"):
+            return
+        for item in queued:
+            self.plugins.task_instance_state_changed(
+                TaskInstanceSnapshot(item.dag_id, item.run_id, item.task_id, item.map_index,
+                                     item.try_number, TIS.QUEUED), item.previous, TIS.QUEUED)
 
     def _submit(self, item: QueuedTry) -> None:
         workload = TaskWorkload(dag_id=item.dag_id, run_id=item.run_id, task_id=item.task_id,

@@ -16,8 +16,11 @@ def serve(host: str, port: int) -> None:
 
     app = create_app()
     server = make_server(host, port, app, threaded=True)
-    log.info("flow web server listening on http://%s:%s", host, server.server_port)
+    plugins = app.extensions["flow.plugins"]
     try:
+        plugins.component_started("webserver")
+        log.info("flow web server listening on http://%s:%s", host, server.server_port)
         server.serve_forever()
     finally:
         server.server_close()
+        plugins.component_stopped("webserver")

@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     set_current(plugins)
     _warm_imports()
     warm_up(engine, plugins)
+    # Before the freeze and the first fork: what listeners load is shared by every try.
+    plugins.component_started("local_worker")
     _freeze()
     supervisor = Supervisor(
         engine=engine, plugins=plugins, on_event=lambda event: None,
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     finally:
         supervisor.close()
+        plugins.component_stopped("local_worker")
 
 
 def _settle_logging() -> None:
