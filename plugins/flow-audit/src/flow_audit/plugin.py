@@ -3,15 +3,20 @@
 Each event hook turns its arguments into an :class:`~flow_audit.chain.Entry` and hands it to
 the process's recorder, which writes it off the caller's path; with ``[audit] fail_closed`` a
 user action's record is written in the action's own transaction instead, and refuses the action
-when it cannot be. Loading the plugin imports neither SQLAlchemy nor click's commands nor Flask.
+when it cannot be. The component hooks open the recorder's tables as a scheduler, worker or web
+server starts, and write what is buffered as it stops. Loading the plugin imports neither
+SQLAlchemy nor click's commands nor Flask.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flow import hookimpl
 from flow_audit import _process  # noqa: F401 - notices forks from the moment the plugin loads
+
+log = logging.getLogger(__name__)
 
 
 @hookimpl
@@ -83,6 +88,25 @@ def flow_dag_run_state_changed(run: Any, previous: str | None, current: str) -> 
                      "run_type": str(getattr(run, "run_type", "") or ""),
                      "logical_date": logical_date.isoformat() if logical_date else None,
                      "previous": previous, "current": current}))
+
+
+@hookimpl
+def flow_component_started(component: str) -> None:
+    # The scheduler, a local worker or the web server: read [audit] and open the tables now,
+    # not at the first state change of the first run (tens of milliseconds, per process).
+    from flow_audit.recorder import recorder
+
+    recorder().prepare()
+
+
+@hookimpl
+def flow_component_stopped(component: str) -> None:
+    from flow_audit.recorder import recorder
+
+    audit = recorder()
+    if not audit.flush(audit.settings.shutdown_timeout):
+        log.error("flow-audit: %d audit record(s) not yet written as the %s stops: %s",
+                  audit.pending(), component, audit.stats.last_error or "the write is slow")
 
 
 @hookimpl

@@ -117,6 +117,25 @@ class Recorder:
         with self._condition:
             self.stats.written += 1
 
+    def prepare(self) -> None:
+        """Pay the first write's costs now: the engine, the tables and a pooled connection
+        (``flow_component_started``), rather than in the middle of the work being recorded.
+        A failure is logged; the first write tries again."""
+        self._start_over_if_forked()
+        if self.forked:
+            return  # a try's child writes its few records itself, when it has any
+        try:
+            from flow_audit import store
+
+            store.ensure_tables(self._engine_for_writes())
+        except Exception as err:
+            log.warning("flow-audit could not prepare its tables; the first record will try "
+                        "again: %s", _summary(err))
+            if self._engine is not None:
+                from flow_audit import store
+
+                store.forget_engine(self._engine)
+
     # ------------------------------------------------------------------------------ writing
 
     def _start_writer(self) -> None:
