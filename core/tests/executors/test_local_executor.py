@@ -251,6 +251,29 @@ def test_a_workload_for_a_task_not_in_the_file_fails_with_the_reason_in_its_log(
     assert ti_row(engine, DAG_ID, "ok").state == "queued"
 
 
+def test_a_queued_try_that_cannot_start_is_failed_once_and_announced(
+        engine: Engine, dag_file: Path, tmp_path: Path) -> None:
+    from flow.execution.supervisor import fail_unstartable
+    from flow.plugins import PluginManager
+
+    heard: list[tuple[str, int, str | None, str]] = []
+
+    class Listener:
+        def flow_task_instance_state_changed(self, ti, previous, current):
+            heard.append((ti.task_id, ti.try_number, previous, current))
+
+    plugins = PluginManager()
+    plugins.register(Listener(), name="listener")
+    workload = queue(engine, dag_file, DAG_ID, "ok", try_number=2)
+
+    first = fail_unstartable(engine, workload, "task 'ok' not found", str(tmp_path), plugins)
+    again = fail_unstartable(engine, workload, "task 'ok' not found", str(tmp_path), plugins)
+
+    assert (first, again) == ("failed", None)  # a duplicate delivery changes nothing
+    assert ti_row(engine, DAG_ID, "ok").state == "failed"
+    assert heard == [("ok", 2, "queued", "failed")]
+
+
 @sqlite_only
 def test_a_changed_dag_file_is_imported_again(executor: LocalExecutor, engine: Engine,
                                               dag_file: Path) -> None:

@@ -131,7 +131,7 @@ def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
         what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
         message = f"{what} not found in {workload.dag_file}" + (f": {problems}" if problems
                                                                 else "")
-        state = fail_unstartable(engine, workload, message, log_folder)
+        state = fail_unstartable(engine, workload, message, log_folder, current())
         outcome.update(state=state or "not_found", message=message)
         return EXIT_NOT_FOUND, outcome
     events: list[Any] = []

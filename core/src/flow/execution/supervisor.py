@@ -886,10 +886,11 @@ def end_dead_try(engine: Engine, workload: TaskWorkload, reason: str, task: Any,
 
 
 def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
-                     log_folder: str) -> str | None:
+                     log_folder: str, plugins: Any) -> str | None:
     """Fail a queued try that cannot start (its DAG or task is not in the file any more), with
-    the reason in its log; guarded by ``state = 'queued' AND try_number = N``. Returns the
-    new state, or None when the try was not queued (a late or duplicate delivery)."""
+    the reason in its log; guarded by ``state = 'queued' AND try_number = N``, and announced to
+    ``plugins``. Returns the new state, or None when the try was not queued (a late or
+    duplicate delivery)."""
     from flow.store.session import session_scope
 
     key, now = workload.key, utcnow()
@@ -907,6 +908,9 @@ def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
         return None
     append_to_log(log_path(log_folder, key.dag_id, key.run_id, key.task_id, key.map_index,
                            workload.try_number), reason)
+    plugins.task_instance_state_changed(
+        TaskInstanceSnapshot(key.dag_id, key.run_id, key.task_id, key.map_index,
+                             workload.try_number, TIS.FAILED), TIS.QUEUED, TIS.FAILED)
     return str(TIS.FAILED)
 
 

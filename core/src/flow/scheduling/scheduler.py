@@ -347,7 +347,7 @@ class Scheduler:
             fail_unstartable(self.engine, TaskWorkload(ti.dag_id, ti.run_id, ti.task_id,
                                                        ti.try_number, row[1], ti.map_index),
                              f"the executor lost this try {losses} times before it started "
-                             f"(last: {reason}); giving up", self.log_folder)
+                             f"(last: {reason}); giving up", self.log_folder, self.plugins)
             return
         log.warning("executor lost %s try %d before it started (%s); queueing it again", key,
                     event.try_number, reason)
@@ -404,7 +404,8 @@ class Scheduler:
                           "([scheduler] task_queued_timeout) without starting")
                 workload = TaskWorkload(ti.dag_id, ti.run_id, ti.task_id, ti.try_number,
                                         fileloc, ti.map_index)
-                if fail_unstartable(self.engine, workload, reason, self.log_folder):
+                if fail_unstartable(self.engine, workload, reason, self.log_folder,
+                                    self.plugins):
                     self.executor.cancel(key)
                     del self.in_flight[key]
                 continue

@@ -112,7 +112,7 @@ class LocalWorker:
             dag, problem = self._dag(workload)
             if dag is None:
                 state = fail_unstartable(self.supervisor.engine, workload, problem,
-                                         self.supervisor.log_folder)
+                                         self.supervisor.log_folder, self.supervisor.plugins)
                 self.emit(TaskEvent(workload.key, state or "refused", workload.try_number,
                                     {"message": problem}))
                 continue
