@@ -1,13 +1,15 @@
 """Engines and sessions for the metadata database.
 
 SQLite runs in WAL mode with a busy timeout so the scheduler, the web server and task processes
-can share one file; PostgreSQL and MySQL/MariaDB use a small pool with pre-ping.
+can share one file; PostgreSQL and MySQL/MariaDB use a small pool whose connections are pinged
+at checkout when they sat idle in it (see :func:`_fork_safe`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[str, Engine] = {}
+
+# A pooled connection checked in less than this many seconds ago is handed out without a ping
+# (HikariCP's "alive bypass window" is the same idea, at 500 ms): on a busy scheduler or worker
+# a ping per checkout was a round trip in every commit of a task's hop. A server that dropped a
+# connection within the window fails that one use, as a drop in the middle of a use would.
+PING_AFTER_IDLE = 0.5
 
 
 def normalize_url(url: str) -> str:
@@ -61,11 +69,15 @@ def _fork_safe(engine: Engine, *, ping: bool) -> Engine:
     """A forked child never uses a pooled connection of its parent: checking one out there
     drops it (without closing the parent's socket) and connects anew. Costs nothing in a child
     that never touches the database, unlike disposing the pool after every fork. With ``ping``,
-    a connection of this process is pinged at checkout and replaced when the server dropped
-    it (a database restart)."""
+    a connection of this process that sat in the pool for ``PING_AFTER_IDLE`` seconds or more
+    is pinged at checkout and replaced when the server dropped it (a database restart)."""
 
     def on_connect(_dbapi_connection: Any, record: Any) -> None:
         record.info["pid"] = os.getpid()
+        record.info["idle_since"] = time.monotonic()
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
 
     def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         owner = record.info.get("pid")
@@ -73,7 +85,7 @@ def _fork_safe(engine: Engine, *, ping: bool) -> Engine:
             record.dbapi_connection = proxy.dbapi_connection = None
             raise exc.DisconnectionError(f"connection of process {owner}, checked out in "
                                          f"process {os.getpid()}: connecting anew")
-        if ping:
+        if ping and time.monotonic() - record.info.get("idle_since", 0.0) >= PING_AFTER_IDLE:
             try:
                 alive = engine.dialect.do_ping(dbapi_connection)
             except Exception as err:  # the server or the network dropped it
@@ -82,6 +94,7 @@ def _fork_safe(engine: Engine, *, ping: bool) -> Engine:
                 raise exc.DisconnectionError("the connection was lost")
 
     event.listen(engine, "connect", on_connect)
+    event.listen(engine, "checkin", on_checkin)
     event.listen(engine, "checkout", on_checkout)
     engine.info_fork_safe = True  # type: ignore[attr-defined]
     return engine
