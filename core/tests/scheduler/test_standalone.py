@@ -68,10 +68,37 @@ def test_the_wheel_ships_every_example_dag_and_no_plugin_package(wheel: Path) ->
     expected = {path.name for path in EXAMPLES.glob("*.py")}
     assert expected, f"no example DAGs in {EXAMPLES}"
     assert shipped == expected, (
-        f"missing from the wheel: {sorted(expected - shipped)} (list each examples/*.py under "
-        f"[tool.hatch.build.targets.wheel.force-include] in core/pyproject.toml); "
-        f"unexpected: {sorted(shipped - expected)}")
+        f"missing from the wheel: {sorted(expected - shipped)} (core/hatch_build.py bundles "
+        f"examples/*.py); unexpected: {sorted(shipped - expected)}")
     assert not [name for name in names if "acme" in name]
+
+
+def test_a_wheel_built_from_the_sdist_ships_the_same_examples_and_plugin_template(
+        wheel: Path, tmp_path: Path) -> None:
+    """What `python -m build` and `pip install flow-core-*.tar.gz` do: the sdist, then a wheel
+    from the unpacked sdist, where ../examples and ../plugins do not exist."""
+    import tarfile
+
+    backend = "import sys, hatchling.build as b; print(b.build_{}(sys.argv[1]))"
+    sdist_name = subprocess.run([sys.executable, "-c", backend.format("sdist"), str(tmp_path)],
+                                cwd=CORE, check=True, capture_output=True, text=True)
+    with tarfile.open(tmp_path / sdist_name.stdout.strip().splitlines()[-1]) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    [unpacked] = (tmp_path / "unpacked").iterdir()
+    out = tmp_path / "from_sdist"
+    wheel_name = subprocess.run([sys.executable, "-c", backend.format("wheel"), str(out)],
+                                cwd=unpacked, capture_output=True, text=True)
+    assert wheel_name.returncode == 0, wheel_name.stderr
+
+    def bundled(path: Path) -> set[str]:
+        with zipfile.ZipFile(path) as archive:
+            return {name for name in archive.namelist()
+                    if name.startswith(("flow/example_dags/", "flow/_plugin_template/"))}
+
+    from_sdist = bundled(out / wheel_name.stdout.strip().splitlines()[-1])
+    assert from_sdist == bundled(wheel)
+    assert {n.removeprefix("flow/example_dags/") for n in from_sdist
+            if n.startswith("flow/example_dags/")} == {p.name for p in EXAMPLES.glob("*.py")}
 
 
 def test_an_editable_install_takes_the_examples_from_the_checkout() -> None:
