@@ -10,9 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from scheduler.helpers import wait_for
 
 LISTENER = """
     import json, os, time
@@ -62,16 +63,6 @@ def _env(site: Path) -> dict[str, str]:
     return env
 
 
-def _wait_for(condition: Any, what: str, output: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; output so far:\n{output()}")
-
-
 def test_the_scheduler_and_its_worker_each_announce_start_before_work_and_stop_after_it(
         fake_distribution: Any, flow_home: Path, sqlite_db: str) -> None:
     from flow.scheduling.actions import trigger_dag_run
@@ -84,13 +75,13 @@ def test_the_scheduler_and_its_worker_each_announce_start_before_work_and_stop_a
                                      env=_env(site), stdout=out, stderr=subprocess.STDOUT)
     try:
         started = lambda: [e for e in _events(flow_home) if e["event"] == "started"]  # noqa: E731
-        _wait_for(lambda: len(started()) == 2, "the scheduler and its worker to start",
-                  log.read_text)
-        _wait_for(lambda: _dag_parsed(), "the DAG to be parsed", log.read_text)
+        wait_for(lambda: len(started()) == 2, 60, "the scheduler and its worker to start",
+                 log.read_text)
+        wait_for(_dag_parsed, 60, "the DAG to be parsed", log.read_text)
         trigger_dag_run("components", actor="test", source="cli")
-        _wait_for(lambda: [e for e in _events(flow_home)
-                           if e["event"] == "ti" and e["task_id"] == "b"
-                           and e["current"] == "success"], "task b to succeed", log.read_text)
+        wait_for(lambda: [e for e in _events(flow_home)
+                          if e["event"] == "ti" and e["task_id"] == "b"
+                          and e["current"] == "success"], 60, "task b to succeed", log.read_text)
     finally:
         scheduler.send_signal(signal.SIGTERM)
         scheduler.wait(timeout=60)
@@ -141,7 +132,7 @@ def test_the_web_server_announces_start_once_serving_and_stop_at_ctrl_c(
                                    "--host", "127.0.0.1", "--port", str(port)],
                                   env=_env(site), stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: _events(flow_home), "the web server to start", log.read_text)
+        wait_for(lambda: _events(flow_home), 60, "the web server to start", log.read_text)
         with socket.create_connection(("127.0.0.1", port), timeout=10):
             pass  # it serves once it said it started
     finally:

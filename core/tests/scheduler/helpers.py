@@ -109,14 +109,18 @@ def run_scheduler_once(timeout: float = 60, **env: str) -> str:
     return output
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "",
+             detail: Callable[[], str] | None = None) -> Any:
+    """``condition()``'s first truthy value; on timeout an error naming ``what``, with
+    ``detail()`` (a process's output so far) when given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}"
+                         + (f"; output so far:\n{detail()}" if detail else ""))
 
 
 def states(engine: Engine, model: Any, *columns: Any) -> list[Any]:
