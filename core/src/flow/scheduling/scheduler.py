@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flow.execution.runtime import TaskInstanceSnapshot
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 # Seconds between looks for due runs and backfill progress: a run becomes due at most this late.
 RUN_CREATION_INTERVAL = 2.0
 MAX_LOSSES = 3  # a try the executor keeps losing before it starts is failed, not retried forever
+# Seconds between attempts while the metadata database fails: doubling from the first to the most.
+DATABASE_RETRY_FIRST, DATABASE_RETRY_MAX = 0.2, 10.0
 FINAL_EVENTS = frozenset({TIS.SUCCESS, TIS.FAILED, TIS.UP_FOR_RETRY, TIS.SKIPPED, "refused",
                           "lost"})
 
@@ -182,9 +185,19 @@ class Scheduler:
     # ------------------------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             self.loops += 1
-            busy = self._iteration()
+            try:
+                busy = self._iteration()
+                failures = 0
+            except (OperationalError, InterfaceError) as err:
+                # The server dropped the connection (a restart, a failover) or is unreachable:
+                # nothing is lost (each step is a transaction, and a try queued but never
+                # handed out is handed out again after task_queued_timeout), so wait and go on.
+                failures += 1
+                self._after_database_error(err, failures)
+                continue
             if self.num_runs is not None and self.loops >= self.num_runs:
                 return
             if self.until_idle and not self.in_flight and not self.runs.has_unfinished():
@@ -221,6 +234,17 @@ class Scheduler:
         log.debug("loop %d: %d events, %d scheduled, %d submitted in %.1f ms", self.loops,
                   events, evaluated, submitted, (time.monotonic() - now) * 1000)
         return busy
+
+    def _after_database_error(self, err: Exception, failures: int) -> None:
+        pause = min(DATABASE_RETRY_MAX, DATABASE_RETRY_FIRST * 2 ** (failures - 1))
+        first_line = str(getattr(err, "orig", err)).strip().splitlines()[:1]
+        log.error("the metadata database failed (%s: %s); the scheduler goes on in %.1f s "
+                  "(%d failure(s) in a row)", type(err).__name__,
+                  first_line[0] if first_line else "", pause, failures)
+        # What was being done is done again: evaluate, start and queue at the next loop.
+        self.runs.waiting = True
+        self._due["evaluate"] = self._due["start_runs"] = 0.0
+        self._stop.wait(pause)
 
     def _create_runs(self) -> None:
         if self.runs.create_due_runs():
@@ -322,6 +346,9 @@ class Scheduler:
                                                   event.key.task_id, event.try_number)
             if self.in_flight.get(event.key) == event.try_number:
                 del self.in_flight[event.key]
+        # The database work last: if it fails, every event was still taken into account (a
+        # lost try left queued is handed out again after task_queued_timeout).
+        for event in events:
             if event.state == "lost":
                 self._handle_lost(event)
         if events:
