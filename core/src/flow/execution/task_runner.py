@@ -54,7 +54,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from flow.exceptions import FlowException, TaskFailedNoRetry, TaskSkipped, TaskTimeout
@@ -483,6 +483,15 @@ _LOAD = (
     .join_from(_TI, _RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id))
     .where(_TI.c.dag_id == bindparam("w_dag_id"), _TI.c.run_id == bindparam("w_run_id"),
            _TI.c.task_id == bindparam("w_task_id"), _TI.c.map_index == bindparam("w_map_index")))
+_LOAD_MANY = (
+    select(*_LOAD.selected_columns)
+    .join_from(_TI, _RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id))
+    .where(tuple_(_TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index)
+           .in_(bindparam("w_keys", expanding=True))))
+_RUNNING_NOW = select(_TI.c.id, _TI.c.try_number, _TI.c.pid, _TI.c.hostname).where(
+    _TI.c.id.in_(bindparam("w_ids", expanding=True)), _TI.c.state == TIS.RUNNING)
+_ENDED_NOW = select(_TI.c.id, _TI.c.state, _TI.c.try_number, _TI.c.end_date).where(
+    _TI.c.id.in_(bindparam("w_ids", expanding=True)))
 _GUARDED_TI = update(_TI).where(_TI.c.id == bindparam("w_id"),
                                 _TI.c.state == bindparam("w_state"),
                                 _TI.c.try_number == bindparam("w_try_number"))
@@ -493,6 +502,8 @@ _HEARTBEAT = _GUARDED_TI  # with only last_heartbeat_at set
 _CURRENT = select(_TI.c.state, _TI.c.try_number).where(_TI.c.id == bindparam("w_id"))
 _XCOM = XComModel.__table__
 _CLEAR_XCOMS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"))
+_CLEAR_XCOMS_MANY = delete(_XCOM).where(
+    _XCOM.c.task_instance_id.in_(bindparam("w_ids", expanding=True)))
 _DELETE_XCOM_KEYS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"),
                                         _XCOM.c.key.in_(bindparam("w_keys", expanding=True)))
 
@@ -540,8 +551,12 @@ def start_tries(engine: Engine, requests: list[StartRequest], *, expected_state:
     try (None: no such task instance) and a refusal message ("" when it started). A unique
     violation (one of them was already started) retries them one transaction each."""
     now, hostname = utcnow(), _host()
+    keys = {(r.dag_id, r.run_id, r.task_id, r.map_index) for r in requests}
     try:
         with engine.begin() as connection:
+            if len(requests) > 1 and len(keys) == len(requests):
+                return _start_many(connection, requests, expected_state, clear_xcoms, now,
+                                   hostname)
             return [_start_in(connection, request, expected_state, clear_xcoms, now, hostname)
                     for request in requests]
     except IntegrityError:
@@ -587,6 +602,70 @@ def _start(engine: Engine, dag_id: str, run_id: str, task_id: str, map_index: in
     return (None if started is None else (started.row, started.run)), refusal
 
 
+def _start_many(connection: Any, requests: list[StartRequest], expected_state: str,
+                clear_xcoms: bool, now: datetime, hostname: str,
+                ) -> list[tuple[StartedTry | None, str]]:
+    """:func:`_start_in` for many task instances (each once) in a few statements whatever
+    their number: one read, the guarded updates in one ``executemany``, the try records in
+    another, one XCom delete. Which updates took effect is read back only when some did not
+    (another process moved a task instance first): the rows now running for this request's
+    process on this host, at its try."""
+    found = {(f.dag_id, f.run_id, f.task_id, f.map_index): f for f in connection.execute(
+        _LOAD_MANY, {"w_keys": [(r.dag_id, r.run_id, r.task_id, r.map_index)
+                                for r in requests]})}
+    reads: list[StartedTry | None] = []
+    updates: list[dict[str, Any]] = []
+    for request in requests:
+        row = found.get((request.dag_id, request.run_id, request.task_id, request.map_index))
+        read = None if row is None else _started_from(row)
+        reads.append(read)
+        if read is not None:
+            number = request.try_number if request.try_number is not None \
+                else read.row.try_number
+            updates.append({"w_id": read.row.id, "w_state": expected_state,
+                            "w_try_number": number, "state": TIS.RUNNING, "start_date": now,
+                            "end_date": None, "duration": None, "hostname": hostname,
+                            "pid": request.pid, "next_retry_at": None,
+                            "last_heartbeat_at": now, "updated_at": now})
+    changed = connection.execute(_GUARDED_TI, updates).rowcount if updates else 0
+    if changed == len(updates):
+        started = {u["w_id"] for u in updates}
+    else:
+        ours = {u["w_id"]: (u["w_try_number"], u["pid"]) for u in updates}
+        started = {row.id for row in connection.execute(_RUNNING_NOW, {"w_ids": sorted(ours)})
+                   if ours[row.id] == (row.try_number, row.pid) and row.hostname == hostname}
+    if started:
+        connection.execute(_INSERT_TRY, [
+            {"task_instance_id": u["w_id"], "try_number": u["w_try_number"],
+             "state": TIS.RUNNING, "hostname": hostname, "pid": u["pid"], "start_date": now}
+            for u in updates if u["w_id"] in started])
+        if clear_xcoms:
+            connection.execute(_CLEAR_XCOMS_MANY, {"w_ids": sorted(started)})
+    numbers = {u["w_id"]: u["w_try_number"] for u in updates}
+    results: list[tuple[StartedTry | None, str]] = []
+    for request, read in zip(requests, reads, strict=True):
+        if read is None:
+            results.append((None, _not_found(request)))
+        elif read.row.id in started:
+            number = numbers[read.row.id]
+            results.append((StartedTry(replace(read.row, state=TIS.RUNNING, try_number=number),
+                                       read.run), ""))
+        else:
+            results.append((read, _refused(read.row, numbers[read.row.id], expected_state)))
+    return results
+
+
+def _not_found(request: StartRequest) -> str:
+    return (f"no task instance {request.dag_id}.{request.task_id}[{request.map_index}] in run "
+            f"{request.run_id!r}: it must be created (and queued) first")
+
+
+def _refused(row: _TaskRow, number: int, expected_state: str) -> str:
+    return (f"refused to start try {number}: the task instance is {row.state or 'none'} at "
+            f"try {row.try_number}, not {expected_state} at try {number} (a late or duplicate "
+            "start)")
+
+
 def _start_in(connection: Any, request: StartRequest, expected_state: str, clear_xcoms: bool,
               now: datetime, hostname: str) -> tuple[StartedTry | None, str]:
     """Read the task instance and its run, move ``expected_state -> running``, record the try
@@ -596,9 +675,7 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
                                        "w_task_id": request.task_id,
                                        "w_map_index": request.map_index}).one_or_none()
     if found is None:
-        return None, (f"no task instance {request.dag_id}.{request.task_id}"
-                      f"[{request.map_index}] in run {request.run_id!r}: it must be created "
-                      "(and queued) first")
+        return None, _not_found(request)
     read = _started_from(found)
     row, run = read.row, read.run
     number = request.try_number if request.try_number is not None else row.try_number
@@ -608,10 +685,7 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
         "hostname": hostname, "pid": request.pid, "next_retry_at": None,
         "last_heartbeat_at": now, "updated_at": now}).rowcount
     if not changed:
-        return read, (
-            f"refused to start try {number}: the task instance is {row.state or 'none'} at "
-            f"try {row.try_number}, not {expected_state} at try {number} (a late or duplicate "
-            "start)")
+        return read, _refused(row, number, expected_state)
     connection.execute(_INSERT_TRY, {
         "task_instance_id": row.id, "try_number": number, "state": TIS.RUNNING,
         "hostname": hostname, "pid": request.pid, "start_date": now})
@@ -670,8 +744,17 @@ def finish_tries(engine: Engine, ends: list[tuple[_TaskRow, int, TryEnd]]) -> li
     now = utcnow()
     results: list[EndResult] = []
     with engine.begin() as connection:
+        committed = _finish_many(connection, ends, now) if len(ends) > 1 else None
         for row, try_number, end in ends:
-            if not _finish_in(connection, row.id, try_number, end, now):
+            if committed is not None:
+                current = committed[row.id]
+                ours = (current is not None and current.end_date == now
+                        and current.state == end.state and current.try_number == try_number)
+                if not ours:
+                    same_try = current is not None and current.try_number == try_number
+                    results.append(EndResult(False, current.state if same_try else None))
+                    continue
+            elif not _finish_in(connection, row.id, try_number, end, now):
                 current = connection.execute(_CURRENT, {"w_id": row.id}).one_or_none()
                 same_try = current is not None and current.try_number == try_number
                 results.append(EndResult(False, current.state if same_try else None))
@@ -689,18 +772,53 @@ def finish_tries(engine: Engine, ends: list[tuple[_TaskRow, int, TryEnd]]) -> li
 
 def _finish_in(connection: Any, ti_id: int, try_number: int, end: TryEnd,
                now: datetime) -> bool:
-    values: dict[str, Any] = {"state": end.state, "end_date": now, "duration": end.duration,
-                              "updated_at": now}
+    changed = connection.execute(_GUARDED_TI, _end_values(ti_id, try_number, end, now)).rowcount
+    connection.execute(_UPDATE_TRY, _try_end_values(ti_id, try_number, end, now))
+    return bool(changed)
+
+
+def _finish_many(connection: Any, ends: list[tuple[_TaskRow, int, TryEnd]],
+                 now: datetime) -> dict[int, Any]:
+    """The guarded ends of many tries in one ``executemany`` per shape of update (most ends of
+    a batch have the same), their try records in another; returns each task instance's
+    ``(state, try_number, end_date)`` afterwards when some update did not take effect (None
+    when the row is gone), else as this end set it. An end took effect when the row has its
+    state and try and this transaction's ``end_date``."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row, try_number, end in ends:
+        values = _end_values(row.id, try_number, end, now)
+        shapes.setdefault(tuple(sorted(values)), []).append(values)
+    changed = sum(connection.execute(_GUARDED_TI, batch).rowcount for batch in shapes.values())
+    connection.execute(_UPDATE_TRY, [_try_end_values(row.id, try_number, end, now)
+                                     for row, try_number, end in ends])
+    if changed == len(ends):
+        return {row.id: _Ended(end.state, try_number, now) for row, try_number, end in ends}
+    found = {r.id: r for r in connection.execute(_ENDED_NOW,
+                                                 {"w_ids": sorted({r.id for r, _, _ in ends})})}
+    return {row.id: found.get(row.id) for row, _, _ in ends}
+
+
+@dataclass(frozen=True)
+class _Ended:
+    state: str
+    try_number: int
+    end_date: datetime
+
+
+def _end_values(ti_id: int, try_number: int, end: TryEnd, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"w_id": ti_id, "w_try_number": try_number,
+                              "w_state": TIS.RUNNING, "state": end.state, "end_date": now,
+                              "duration": end.duration, "updated_at": now}
     if end.rendered is not None:
         values["rendered_fields"] = end.rendered
     if end.state == TIS.UP_FOR_RETRY:
         values["next_retry_at"] = now + timedelta(seconds=end.retry_delay or 0.0)
-    guard = {"w_id": ti_id, "w_try_number": try_number}
-    changed = connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
-                                               **values}).rowcount
-    connection.execute(_UPDATE_TRY, {**guard, "state": end.state, "end_date": now,
-                                     "duration": end.duration, "error": end.error})
-    return bool(changed)
+    return values
+
+
+def _try_end_values(ti_id: int, try_number: int, end: TryEnd, now: datetime) -> dict[str, Any]:
+    return {"w_id": ti_id, "w_try_number": try_number, "state": end.state, "end_date": now,
+            "duration": end.duration, "error": end.error}
 
 
 def _finish(engine: Engine, row: _TaskRow, try_number: int, outcome: _Outcome,
