@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from executor_helpers import RUN_ID, queue, ti_row, tries
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 
 from flow.execution.task_runner import StartRequest, TryEnd, finish_tries, start_tries
 from flow.store.models import TaskInstance, XComModel
@@ -94,3 +95,33 @@ def test_many_ends_commit_together_and_one_someone_else_ended_first_keeps_theirs
     with session_scope(engine) as session:
         pushed = session.execute(select(XComModel.task_id, XComModel.key)).all()
     assert pushed == [("slot_3", "return_value")]  # the losing end's XComs are dropped
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_starting_and_ending_a_batch_reads_task_instances_by_index_not_by_scan(
+        engine: Engine, dag_file: Path) -> None:
+    """On SQLite, whose planner scans the whole table for some shapes of query (a row-value
+    IN): with a large task_instance table every batch would read all of it."""
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and not executemany:
+            statements.append((statement, parameters))
+
+    for task_id in SLOTS[:3]:
+        queue(engine, dag_file, DAG_ID, task_id)
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        started = [s for s, _ in start_tries(engine, [_request(t, 400 + i)
+                                                      for i, t in enumerate(SLOTS[:3])])]
+        _set(engine, "slot_0", state="failed")  # a lost race: the ends are read back
+        finish_tries(engine, [(s.row, 1, TryEnd("success")) for s in started if s])
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+    assert statements
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = " / ".join(str(row[-1]) for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "SCAN task_instance" not in plan, f"{statement}\n-> {plan}"
