@@ -13,7 +13,7 @@ class AuditSettings:
     hmac_key: str = ""
     fail_closed: bool = False
     batch_size: int = 500
-    flush_interval: float = 0.2
+    flush_interval: float = 1.0
     max_buffer: int = 100_000
     shutdown_timeout: float = 10.0
 
