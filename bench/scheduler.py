@@ -6,7 +6,9 @@ and DAG parsing.
     python bench/scheduler.py --db-url postgresql+psycopg://postgres@127.0.0.1:5432/flow_bench
 
 Workloads (``bench/workloads/``): fanout-200 (start, 200 independent no-op tasks, join),
-chain-50 (50 no-op tasks in a chain) and parse-1000 (1000 generated files of 10 tasks each).
+chain-50 (50 no-op tasks in a chain) and parse-1000 (1000 generated files of 10 tasks each);
+and ``idle``: the CPU of ``flow scheduler`` and its workers over 30 s with flow's example DAGs
+loaded and nothing to run.
 For fanout and chain, each repetition uses a fresh FLOW_HOME with the workload as its only DAG
 file and the local executor: the folder is parsed, the DAG unpaused, ``flow scheduler`` started
 as a subprocess and, once it is idle, a run is triggered; the wall time runs from the trigger to
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ from workloads.parse_1000 import write_dag_files
 WORKLOADS = Path(__file__).parent / "workloads"
 DAGS = {"fanout": ("fanout_200.py", "bench_fanout_200"), "chain": ("chain_50.py", "bench_chain_50")}
 ACTOR = "bench"
+IDLE_SECONDS = 30.0  # how long the idle scheduler's CPU is measured
 
 
 @dataclass
@@ -98,14 +102,16 @@ def tree_memory_mb(root: int) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
-def tree_cpu_ticks(root: int) -> int:
+def tree_cpu_ticks(root: int, *, reaped: bool = False) -> int:
+    """CPU clock ticks of ``root`` and its descendants; with ``reaped``, also of the children
+    they waited for (a parse process, a try that ended)."""
     total, pending = 0, [root]
     while pending:
         pid = pending.pop()
         try:
             with open(f"/proc/{pid}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(f) for f in fields[11:15 if reaped else 13])
         except OSError:
             pass
         pending += _children(pid)
@@ -189,6 +195,50 @@ def wait_idle(pid: int, engine: Any, timeout: float = 30.0) -> None:
     raise SystemExit("the scheduler did not become idle within 30 s")
 
 
+@contextlib.contextmanager
+def scheduler_process(home: Path, engine: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """``flow scheduler`` as a subprocess (output in ``home/scheduler.log``), idle when the
+    block starts and stopped (SIGTERM) when it ends."""
+    flow = Path(sys.executable).with_name("flow")
+    command = [str(flow)] if flow.exists() else [sys.executable, "-m", "flow.cli.main"]
+    log = (home / "scheduler.log").open("w")
+    scheduler = subprocess.Popen([*command, "scheduler"], stdout=log, stderr=log)
+    try:
+        wait_idle(scheduler.pid, engine)
+        yield scheduler
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        try:
+            scheduler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
+            scheduler.wait()
+        log.close()
+
+
+def idle_cpu_percent(url: str, home: Path, seconds: float = IDLE_SECONDS) -> float:
+    """CPU of the scheduler and its workers, in % of one core, over ``seconds`` with flow's
+    example DAGs loaded (paused, as new DAGs start) and nothing to run: the heartbeat, the DAG
+    folder's re-parse every ``dag_dir_list_interval`` and the periodic checks."""
+    from flow.cli.standalone import examples_folder
+    from flow.store.session import dispose_engines
+
+    dags = home / "dags"
+    for example in sorted(examples_folder().glob("*.py")):
+        shutil.copy(example, dags / example.name)
+    engine = fresh_database(url)
+    try:
+        with scheduler_process(home, engine) as scheduler:
+            before = tree_cpu_ticks(scheduler.pid, reaped=True)
+            time.sleep(seconds)
+            used = tree_cpu_ticks(scheduler.pid, reaped=True) - before
+    finally:
+        for stale in dags.iterdir():
+            stale.unlink()
+        dispose_engines()
+    return used / os.sysconf("SC_CLK_TCK") / seconds * 100
+
+
 def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> RunFigures:
     """One triggered run of ``name`` through a ``flow scheduler`` subprocess.
 
@@ -217,13 +267,8 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
     [dag] = load_dag_file(dags / filename).dags
     edges = [(up, task.task_id) for task in dag.tasks for up in task.upstream_task_ids]
 
-    flow = Path(sys.executable).with_name("flow")
-    command = [str(flow)] if flow.exists() else [sys.executable, "-m", "flow.cli.main"]
-    log = (home / "scheduler.log").open("w")
-    scheduler = subprocess.Popen([*command, "scheduler"], stdout=log, stderr=log)
-    memory = PeakRss(scheduler.pid) if sample_memory else contextlib.nullcontext()
-    try:
-        wait_idle(scheduler.pid, engine)
+    with scheduler_process(home, engine) as scheduler:
+        memory = PeakRss(scheduler.pid) if sample_memory else contextlib.nullcontext()
         with memory:
             began = datetime.now(UTC)
             run = trigger_dag_run(dag_id, actor=ACTOR, source="cli")
@@ -241,14 +286,6 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
                         raise SystemExit(f"{name}: run still {state}; "
                                          f"see {home / 'scheduler.log'}")
             wall = (end_date - began).total_seconds()
-    finally:
-        scheduler.send_signal(signal.SIGTERM)
-        try:
-            scheduler.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            scheduler.kill()
-            scheduler.wait()
-        log.close()
     with session_scope(engine) as session:
         rows = session.execute(select(TaskInstance.task_id, TaskInstance.state,
                                       TaskInstance.start_date, TaskInstance.end_date)
@@ -391,10 +428,11 @@ def _workload_rows(name: str, runs: list[RunFigures],
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db-url", default=None, help="default: a SQLite file in a temp dir")
-    parser.add_argument("--workload", choices=["fanout", "chain", "parse", "all"], default="all")
+    parser.add_argument("--workload", choices=["fanout", "chain", "parse", "idle", "all"],
+                        default="all")
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of each workload")
     args = parser.parse_args(argv)
-    names = ["fanout", "chain", "parse"] if args.workload == "all" else [args.workload]
+    names = ["fanout", "chain", "parse", "idle"] if args.workload == "all" else [args.workload]
     rows: list[tuple[str, str, str, str]] = []
 
     with tempfile.TemporaryDirectory(prefix="flow-bench-sched-") as folder:
@@ -412,6 +450,11 @@ def main(argv: list[str] | None = None) -> None:
             limits.append(_row("limit: PostgreSQL commit", f"{server_commit_ms(url):.2f} ms",
                                "", None))
         for name in names:
+            if name == "idle":
+                idle = idle_cpu_percent(url, home)
+                rows.append(_row(f"idle CPU, scheduler + workers ({IDLE_SECONDS:g} s, example "
+                                 "DAGs)", f"{idle:.2f} % of a core", "< 1 %", idle < 1))
+                continue
             if name == "parse":
                 parses = [parse_figures(url, home) for _ in range(args.repeat)]
                 first = statistics.median(p[0] for p in parses)
