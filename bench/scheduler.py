@@ -52,6 +52,7 @@ WORKLOADS = Path(__file__).parent / "workloads"
 DAGS = {"fanout": ("fanout_200.py", "bench_fanout_200"), "chain": ("chain_50.py", "bench_chain_50")}
 ACTOR = "bench"
 IDLE_SECONDS = 30.0  # how long the idle scheduler's CPU is measured
+IDLE_SETTLE = 5.0  # seconds after it first looked idle, before the measurement starts
 
 
 @dataclass
@@ -229,6 +230,7 @@ def idle_cpu_percent(url: str, home: Path, seconds: float = IDLE_SECONDS) -> flo
     engine = fresh_database(url)
     try:
         with scheduler_process(home, engine) as scheduler:
+            time.sleep(IDLE_SETTLE)  # past the start's last steps (workers' warm-up, spares)
             before = tree_cpu_ticks(scheduler.pid, reaped=True)
             time.sleep(seconds)
             used = tree_cpu_ticks(scheduler.pid, reaped=True) - before
