@@ -149,6 +149,34 @@ def test_a_pool_bounds_concurrent_tasks_and_priority_orders_them(
     assert {task for task, queued_at in order if queued_at == first} == {"t5", "t4"}
 
 
+LIMITED = """
+from datetime import datetime
+from flow import DAG
+from flow.operators import PythonOperator
+from ledger_task import ledgered
+
+with DAG("limited", schedule=None, start_date=datetime(2024, 1, 1), max_active_tasks=2,
+         is_paused_upon_creation=False):
+    for i in range(6):
+        PythonOperator(task_id=f"t{i}", python_callable=ledgered, op_kwargs={"seconds": 0.3})
+"""
+
+
+def test_max_active_tasks_bounds_a_dags_tries_across_its_runs(
+        write_dag: WriteDag, ledger_engine: Engine) -> None:
+    from flow.scheduling import actions
+    from flow.scheduling.processor import DagProcessor
+
+    write_dag("limited_dag.py", LIMITED)
+    DagProcessor(engine=ledger_engine).process()
+    for run_id in ("r1", "r2"):  # the limit is the DAG's, over all its running runs
+        actions.trigger_dag_run("limited", run_id=run_id, actor="test", source="cli")
+    run_scheduler_once(FLOW__CORE__PARALLELISM="8")
+    rows = ledger(ledger_engine)
+    assert len(rows) == 12
+    assert _most_at_once([(row.started, row.ended) for row in rows]) == 2
+
+
 def test_a_broken_dag_file_does_not_stop_good_dags(write_dag: WriteDag, engine: Engine) -> None:
     write_dag("broken_dag.py", "# flow DAG\nfrom flow import DAG\nraise ValueError('broken')\n")
     write_dag("good_dag.py", """

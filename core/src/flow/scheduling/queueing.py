@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Integer, Table, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from flow.scheduling.pools import OCCUPYING_STATES, occupied_slots
+from flow.scheduling.pools import OCCUPYING_STATES
 from flow.states import DagRunState
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import DagModel, DagRun, Pool, TaskInstance
@@ -55,13 +55,15 @@ def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
     connection = session.connection()
     open_slots = {name: slots for name, slots in connection.execute(
         _POOLS_LOCKED if locking else _POOLS)}
-    for name, used in occupied_slots(session).items():
-        if name in open_slots:
-            open_slots[name] -= used
     candidates = _candidates(session, now, limit=max(executor_slots * 4, 64), locking=locking)
     if not candidates:
         return []
-    active = _active_per_dag(session, {c.dag_id for c in candidates})
+    # Slots taken per pool and tries active per DAG, from one read of what is queued or running.
+    active: dict[str, int] = {}
+    for pool, dag_id, slots, count in connection.execute(_OCCUPIED_BY_DAG):
+        if pool in open_slots:
+            open_slots[pool] -= int(slots or 0)
+        active[dag_id] = active.get(dag_id, 0) + int(count)
     chosen: list[Any] = []
     for ti in candidates:
         if len(chosen) >= executor_slots:
@@ -141,19 +143,14 @@ def _candidates_query(dialect: str, locking: bool) -> Any:
     return query
 
 
-def _active_per_dag(session: Session, dag_ids: set[str]) -> dict[str, int]:
-    rows = session.connection().execute(_ACTIVE, {"dag_ids": sorted(dag_ids)}).all()
-    return {dag_id: int(count) for dag_id, count in rows}
-
-
 # Built once: building a statement costs more than running it on the scheduler's hot path.
 _TI: Table = TaskInstance.__table__  # type: ignore[assignment]
 _POOLS = select(Pool.name, Pool.slots).order_by(Pool.name)
 _POOLS_LOCKED = _POOLS.with_for_update()
-_ACTIVE = (select(TaskInstance.dag_id, func.count())
-           .where(TaskInstance.dag_id.in_(bindparam("dag_ids", expanding=True)),
-                  TaskInstance.state.in_(OCCUPYING_STATES))
-           .group_by(TaskInstance.dag_id))
+_OCCUPIED_BY_DAG = (select(TaskInstance.pool, TaskInstance.dag_id,
+                           func.sum(TaskInstance.pool_slots), func.count())
+                    .where(TaskInstance.state.in_(OCCUPYING_STATES))
+                    .group_by(TaskInstance.pool, TaskInstance.dag_id))
 _QUEUE = (_TI.update()
           .where(_TI.c.id.in_(bindparam("ids", expanding=True)),
                  _TI.c.state.in_([TIS.SCHEDULED, TIS.UP_FOR_RETRY]))
