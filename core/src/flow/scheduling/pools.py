@@ -71,14 +71,26 @@ def delete_pool(session: Session, name: str) -> None:
     session.delete(row)
 
 
-_OCCUPIED = (select(TaskInstance.pool, func.sum(TaskInstance.pool_slots))
-             .where(TaskInstance.state.in_(OCCUPYING_STATES)).group_by(TaskInstance.pool))
+_OCCUPIED = (select(TaskInstance.pool, TaskInstance.dag_id, func.sum(TaskInstance.pool_slots),
+                    func.count())
+             .where(TaskInstance.state.in_(OCCUPYING_STATES))
+             .group_by(TaskInstance.pool, TaskInstance.dag_id))
+
+
+def occupancy(session: Session) -> tuple[dict[str, int], dict[str, int]]:
+    """What queued and running task instances take, in one read: slots per pool name, and
+    task instances per DAG (for ``max_active_tasks``)."""
+    slots: dict[str, int] = {}
+    active: dict[str, int] = {}
+    for pool, dag_id, taken, count in session.connection().execute(_OCCUPIED):
+        slots[pool] = slots.get(pool, 0) + int(taken or 0)
+        active[dag_id] = active.get(dag_id, 0) + int(count)
+    return slots, active
 
 
 def occupied_slots(session: Session) -> dict[str, int]:
     """pool name -> slots taken by queued and running task instances."""
-    rows = session.connection().execute(_OCCUPIED).all()
-    return {pool: int(total or 0) for pool, total in rows}
+    return occupancy(session)[0]
 
 
 def pool_usage(session: Session) -> list[dict[str, Any]]:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Table, and_, bindparam, func, or_, select
+from sqlalchemy import Integer, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from flow.scheduling.pools import OCCUPYING_STATES
+from flow.scheduling.pools import occupancy
 from flow.states import DagRunState
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import DagModel, DagRun, Pool, TaskInstance
@@ -58,12 +58,10 @@ def queue_ready(session: Session, *, job_id: int | None, executor_slots: int,
     candidates = _candidates(session, now, limit=max(executor_slots * 4, 64), locking=locking)
     if not candidates:
         return []
-    # Slots taken per pool and tries active per DAG, from one read of what is queued or running.
-    active: dict[str, int] = {}
-    for pool, dag_id, slots, count in connection.execute(_OCCUPIED_BY_DAG):
-        if pool in open_slots:
-            open_slots[pool] -= int(slots or 0)
-        active[dag_id] = active.get(dag_id, 0) + int(count)
+    taken, active = occupancy(session)
+    for name, used in taken.items():
+        if name in open_slots:
+            open_slots[name] -= used
     chosen: list[Any] = []
     for ti in candidates:
         if len(chosen) >= executor_slots:
@@ -147,10 +145,6 @@ def _candidates_query(dialect: str, locking: bool) -> Any:
 _TI: Table = TaskInstance.__table__  # type: ignore[assignment]
 _POOLS = select(Pool.name, Pool.slots).order_by(Pool.name)
 _POOLS_LOCKED = _POOLS.with_for_update()
-_OCCUPIED_BY_DAG = (select(TaskInstance.pool, TaskInstance.dag_id,
-                           func.sum(TaskInstance.pool_slots), func.count())
-                    .where(TaskInstance.state.in_(OCCUPYING_STATES))
-                    .group_by(TaskInstance.pool, TaskInstance.dag_id))
 _QUEUE = (_TI.update()
           .where(_TI.c.id.in_(bindparam("ids", expanding=True)),
                  _TI.c.state.in_([TIS.SCHEDULED, TIS.UP_FOR_RETRY]))
