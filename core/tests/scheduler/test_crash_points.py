@@ -62,7 +62,9 @@ MIDDLE = ("m0", "m1", "m2")
 DIED_AT: dict[str, Callable[[Snapshot], bool]] = {
     "run_created": lambda s: s.runs == ["queued"],
     "run_started": lambda s: s.runs == ["running"] and s.untouched("start", *MIDDLE, "join"),
-    "run_evaluated": lambda s: s.tis["start"] == "scheduled" and s.untouched(*MIDDLE, "join"),
+    # The evaluation that made start ready queued it in the same commit.
+    "run_evaluated": lambda s: (s.tis["start"] == "queued" and s.ledger == []
+                                and s.untouched(*MIDDLE, "join")),
     "tries_queued": lambda s: s.tis["start"] == "queued" and s.ledger == [],
     "tries_submitted": lambda s: (s.tis["start"] in ("queued", "running", "success")
                                   and s.untouched(*MIDDLE, "join")),

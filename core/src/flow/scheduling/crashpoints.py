@@ -9,7 +9,8 @@ order a run meets them:
 ===================  ========================================================================
 ``run_created``      a scheduled DAG run (state queued) was committed
 ``run_started``      a queued run was committed as running, before its tasks are evaluated
-``run_evaluated``    task instances were committed as scheduled / skipped / upstream_failed
+``run_evaluated``    task instances were committed as scheduled / skipped / upstream_failed,
+                     and those that may run now as queued (one transaction)
 ``tries_queued``     tries were committed as queued, before they reach the executor
 ``tries_submitted``  tries were handed to the executor, before any event is applied
 ``events_applied``   the executor's events were applied, before the next evaluation

@@ -7,14 +7,17 @@
   SKIP LOCKED``, so two schedulers never create for the same DAG at once; the unique
   (dag_id, logical_date) constraint is the last line of defence.
 - :meth:`RunManager.start_queued_runs`: ``queued -> running`` under ``max_active_runs``.
-- :meth:`RunManager.evaluate_running_runs`: each running run (row locked, SKIP LOCKED) through
-  :class:`flow.scheduling.planning.RunEvaluator`; ends finished runs and reports them.
+- :meth:`RunManager.evaluate`: each running run (row locked, SKIP LOCKED) through
+  :class:`flow.scheduling.planning.RunEvaluator`, in the caller's transaction (the scheduler
+  queues what became ready in the same one); ends finished runs, and reports what changed once
+  the caller committed (:meth:`Evaluation.committed`). :meth:`RunManager.evaluate_running_runs`
+  does the same in a transaction of its own.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine, Table, func, select, update
@@ -48,6 +51,31 @@ _RUNNING = (select(*(_RUN_TABLE.c[name] for name in RUN_COLUMNS), _DAG_TABLE.c.d
             .order_by(_RUN_TABLE.c.logical_date))
 _RUNNING_LOCKED = _RUNNING.with_for_update(skip_locked=True)
 _RUNNING_PG = _RUNNING.with_for_update(skip_locked=True, of=_RUN_TABLE)
+
+
+@dataclass
+class Evaluation:
+    """What :meth:`RunManager.evaluate` changed in the caller's transaction."""
+
+    plugins: Any
+    finished: list[tuple[RunRow, str, str, str, bool]] = field(default_factory=list)
+    scheduled: int = 0
+    cancel: list[Any] = field(default_factory=list)
+    ti_changes: list[Any] = field(default_factory=list)
+
+    def committed(self) -> None:
+        """Announce what the committed transaction changed."""
+        if self.scheduled:
+            crash_point("run_evaluated")
+        if self.finished:
+            crash_point("run_finished")
+        for ti, previous, current in self.ti_changes:
+            self.plugins.task_instance_state_changed(
+                TaskInstanceSnapshot(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,
+                                     ti.try_number, current), previous, current)
+        for run, state, _, _, _ in self.finished:
+            self.plugins.dag_run_state_changed(DagRunSnapshot.from_row(run),
+                                               DagRunState.RUNNING, state)
 
 
 class RunManager:
@@ -266,58 +294,56 @@ class RunManager:
     # -------------------------------------------------------------------------- evaluation
 
     def evaluate_running_runs(self) -> tuple[list[Any], int, list[Any]]:
-        """Evaluate every running run; returns (finished runs, task instances scheduled,
-        running task instances to cancel)."""
-        finished: list[tuple[RunRow, str, str, str, bool]] = []
-        announcements: list[Any] = []
-        scheduled, cancel, waiting = 0, [], 0
+        """Evaluate every running run in a transaction of its own; returns (finished runs,
+        task instances scheduled, running task instances to cancel)."""
+        with session_scope(self.engine) as session:
+            evaluation = self.evaluate(session)
+        evaluation.committed()
+        return evaluation.finished, evaluation.scheduled, evaluation.cancel
+
+    def evaluate(self, session: Session) -> Evaluation:
+        """Evaluate every running run in the caller's transaction (the scheduler queues what
+        became ready in the same one); once it committed, the caller calls
+        :meth:`Evaluation.committed`, which announces the changes."""
+        evaluation = Evaluation(self.plugins)
+        finished, cancel = evaluation.finished, evaluation.cancel
+        waiting = 0
         undecided: dict[tuple[str, str], tuple[SerializedDag, dict[str, int]]] = {}
         decisions: dict[tuple[str, str], dict[str, Any]] = {}
-        with session_scope(self.engine) as session:
-            # SQLite has one writer at a time: no row locks there.
-            query = _RUNNING if not self.locking else \
-                _RUNNING_PG if self.engine.dialect.name == "postgresql" else _RUNNING_LOCKED
-            rows = [(RunRow(*row[:-2]), row[-2], row[-1])
-                    for row in session.connection().execute(query)]
-            # Queued runs are counted only when asked (`has_unfinished`), not on every event.
-            self._unfinished = True if rows else None
-            for run, dag_hash, fileloc in rows:
-                try:
-                    dag = self.serialized(session, run.dag_id, dag_hash)
-                except LookupError:
-                    continue
-                key = (run.dag_id, run.run_id)
-                decisions[key] = self._decisions.get(key, {})
-                evaluator = RunEvaluator(session, run, dag, self.xcom_backend(),
-                                         known_decisions=decisions[key])
-                outcome = evaluator.evaluate()
-                if not self._depends_on_past.get(run.dag_id, True):
-                    undecided[key] = (dag, {
-                        ti.task_id: evaluator.waits_through.get(ti.task_id, 0)
-                        for ti in evaluator.tis if ti.state is None})
-                scheduled += outcome.scheduled
-                waiting += outcome.waiting
-                cancel.extend(outcome.cancel)
-                announcements.extend(outcome.ti_changes)
-                final = outcome.final_state
-                ended = self._end_run(session, run, final) if final else None
-                if final and ended:
-                    kind = "success" if final == DagRunState.SUCCESS else "failure"
-                    wants = bool(dag.data.get(f"has_on_{kind}_callback"))
-                    finished.append((ended, final, outcome.reason, fileloc, wants))
+        # SQLite has one writer at a time: no row locks there.
+        query = _RUNNING if not self.locking else \
+            _RUNNING_PG if self.engine.dialect.name == "postgresql" else _RUNNING_LOCKED
+        rows = [(RunRow(*row[:-2]), row[-2], row[-1])
+                for row in session.connection().execute(query)]
+        # Queued runs are counted only when asked (`has_unfinished`), not on every event.
+        self._unfinished = True if rows else None
+        for run, dag_hash, fileloc in rows:
+            try:
+                dag = self.serialized(session, run.dag_id, dag_hash)
+            except LookupError:
+                continue
+            key = (run.dag_id, run.run_id)
+            decisions[key] = self._decisions.get(key, {})
+            evaluator = RunEvaluator(session, run, dag, self.xcom_backend(),
+                                     known_decisions=decisions[key])
+            outcome = evaluator.evaluate()
+            if not self._depends_on_past.get(run.dag_id, True):
+                undecided[key] = (dag, {
+                    ti.task_id: evaluator.waits_through.get(ti.task_id, 0)
+                    for ti in evaluator.tis if ti.state is None})
+            evaluation.scheduled += outcome.scheduled
+            waiting += outcome.waiting
+            cancel.extend(outcome.cancel)
+            evaluation.ti_changes.extend(outcome.ti_changes)
+            final = outcome.final_state
+            ended = self._end_run(session, run, final) if final else None
+            if final and ended:
+                kind = "success" if final == DagRunState.SUCCESS else "failure"
+                wants = bool(dag.data.get(f"has_on_{kind}_callback"))
+                finished.append((ended, final, outcome.reason, fileloc, wants))
         self.waiting = waiting > 0
         self._undecided, self._decisions = undecided, decisions
-        if scheduled:
-            crash_point("run_evaluated")
-        if finished:
-            crash_point("run_finished")
-        for ti, previous, current in announcements:
-            self.plugins.task_instance_state_changed(
-                TaskInstanceSnapshot(ti.dag_id, ti.run_id, ti.task_id, ti.map_index,
-                                     ti.try_number, current), previous, current)
-        for run, state, _, _, _ in finished:
-            self._announce_run(run, DagRunState.RUNNING, state)
-        return finished, scheduled, cancel
+        return evaluation
 
     def _end_run(self, session: Session, run: RunRow, state: str) -> RunRow | None:
         """End ``run`` in ``state`` (guarded: still running); the run as ended, or None."""

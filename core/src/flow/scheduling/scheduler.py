@@ -1,8 +1,9 @@
 """The scheduler: DAG runs from timetables and backfills, ready task instances to the executor.
 
 One loop iteration: create due runs (:mod:`flow.scheduling.runs`), start queued runs under
-``max_active_runs``, evaluate running runs (:mod:`flow.scheduling.planning`), queue what is ready
-(:mod:`flow.scheduling.queueing`) and submit it, then apply the executor's events. The loop
+``max_active_runs``, apply the executor's events, evaluate running runs
+(:mod:`flow.scheduling.planning`) and queue what is ready (:mod:`flow.scheduling.queueing`) in one
+transaction, then submit what was queued. The loop
 sleeps only when an iteration did nothing, and then waits on the executor's events and on its
 wake-up socket (:mod:`flow.scheduling.wakeup`), so a finished task or a user's trigger on this
 machine wakes it at once (it looks anyway every ``[scheduler] idle_sleep``).
@@ -38,6 +39,7 @@ from flow.scheduling.dagruns import rowcount
 from flow.scheduling.jobs import SchedulerJob, live_scheduler_ids
 from flow.scheduling.pools import ensure_default_pool
 from flow.scheduling.queueing import QueuedTry, queue_ready
+from flow.scheduling.runs import Evaluation
 from flow.scheduling.wakeup import Waker
 from flow.states import TaskInstanceState as TIS
 from flow.store.models import DagModel, TaskInstance
@@ -225,11 +227,9 @@ class Scheduler:
         events = len(ended)
         # A try that started changes nothing to evaluate; one that ended may, and it freed a
         # slot (parallelism, a pool, max_active_tasks) that a scheduled one may take.
-        evaluated = self._evaluate(force=busy > 0 or (events > 0
-                                                      and self.runs.must_evaluate(ended)))
-        if events:
-            self.runs.waiting = True
-        submitted = self._queue_and_submit()
+        evaluate = (busy > 0 or (events > 0 and self.runs.must_evaluate(ended))
+                    or self._due.get("evaluate", 0.0) <= time.monotonic())
+        evaluated, submitted = self._evaluate_and_queue(evaluate, events > 0)
         busy = bool(busy or events or evaluated or submitted)
         log.debug("loop %d: %d events, %d scheduled, %d submitted in %.1f ms", self.loops,
                   events, evaluated, submitted, (time.monotonic() - now) * 1000)
@@ -277,29 +277,28 @@ class Scheduler:
         soonest = min(self._due.values(), default=now + self.idle_sleep)
         return max(0.0, min(self.idle_sleep, soonest - now))
 
-    def _evaluate(self, force: bool) -> int:
-        if not force and self._due.get("evaluate", 0.0) > time.monotonic():
-            return 0
-        self._due["evaluate"] = time.monotonic() + self.idle_sleep
-        finished, scheduled, cancel = self.runs.evaluate_running_runs()
-        for ti in cancel:
-            self.executor.cancel(TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index))
-        if finished:  # a slot under max_active_runs may have opened
-            self._due["start_runs"] = 0.0
-        for run, state, reason, fileloc, wants_callback in finished:
-            log.info("DAG run %s of %s is %s: %s", run.run_id, run.dag_id, state, reason)
-            if wants_callback:
-                self._callbacks.append(start_dag_callback(fileloc, run.dag_id, run.run_id,
-                                                          state, reason))
-        return scheduled + len(finished)
-
-    def _queue_and_submit(self) -> int:
+    def _evaluate_and_queue(self, evaluate: bool, events: bool) -> tuple[int, int]:
+        """Evaluate the running runs (when asked) and queue what may run now, in one
+        transaction: a try that became ready is queued by the commit that made it ready (one
+        commit, not two, between a try's end and its downstream's start). Returns the task
+        instances and runs the evaluation changed, and the tries submitted."""
         slots = self.parallelism - len(self.in_flight)
-        if slots <= 0 or not self.runs.waiting:
-            return 0
+        if not evaluate and (slots <= 0 or not (self.runs.waiting or events)):
+            return 0, 0
+        evaluation: Evaluation | None = None
+        queued: list[QueuedTry] = []
+        queueing = False
         with session_scope(self.engine) as session:
-            queued = queue_ready(session, job_id=self.job.id, executor_slots=slots,
-                                 now=utcnow(), warned_pools=self._warned_pools)
+            if evaluate:
+                self._due["evaluate"] = time.monotonic() + self.idle_sleep
+                evaluation = self.runs.evaluate(session)
+            if events:  # an ended try freed a slot that a scheduled one may take
+                self.runs.waiting = True
+            if slots > 0 and self.runs.waiting:
+                queueing = True
+                queued = queue_ready(session, job_id=self.job.id, executor_slots=slots,
+                                     now=utcnow(), warned_pools=self._warned_pools)
+        evaluated = self._evaluated(evaluation) if evaluation is not None else 0
         if queued:
             crash_point("tries_queued")
             self._announce_queued(queued)
@@ -307,11 +306,25 @@ class Scheduler:
             self._submit(item)
         if queued:
             crash_point("tries_submitted")
-        if len(queued) < slots:
+        if queueing and len(queued) < slots:
             # Nothing else may run now; the next evaluation (a try ended, a retry came due)
             # says when to look again.
             self.runs.waiting = False
-        return len(queued)
+        return evaluated, len(queued)
+
+    def _evaluated(self, evaluation: Evaluation) -> int:
+        """After the evaluation committed: announce it, cancel, start the runs' callbacks."""
+        evaluation.committed()
+        for ti in evaluation.cancel:
+            self.executor.cancel(TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index))
+        if evaluation.finished:  # a slot under max_active_runs may have opened
+            self._due["start_runs"] = 0.0
+        for run, state, reason, fileloc, wants_callback in evaluation.finished:
+            log.info("DAG run %s of %s is %s: %s", run.run_id, run.dag_id, state, reason)
+            if wants_callback:
+                self._callbacks.append(start_dag_callback(fileloc, run.dag_id, run.run_id,
+                                                          state, reason))
+        return evaluation.scheduled + len(evaluation.finished)
 
     def _announce_queued(self, queued: list[QueuedTry]) -> None:
         if not self.plugins.has_listeners("flow_task_instance_state_changed"):
