@@ -125,3 +125,36 @@ def test_starting_and_ending_a_batch_reads_task_instances_by_index_not_by_scan(
             plan = " / ".join(str(row[-1]) for row in connection.exec_driver_sql(
                 f"EXPLAIN QUERY PLAN {statement}", parameters))
             assert "SCAN task_instance" not in plan, f"{statement}\n-> {plan}"
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "alone"])
+def test_a_retry_starts_without_its_earlier_tries_xcoms_and_a_first_try_deletes_none(
+        engine: Engine, dag_file: Path, batch: bool) -> None:
+    for task_id in SLOTS[:2]:
+        queue(engine, dag_file, DAG_ID, task_id)
+    [(first, _)] = start_tries(engine, [_request("slot_0", 401)])
+    assert first is not None
+    finish_tries(engine, [(first.row, 1, TryEnd("up_for_retry", "boom", 0.1, retry_delay=0.0,
+                                                 xcoms={"partial": "1"}))])
+    queue(engine, dag_file, DAG_ID, "slot_0", try_number=2)
+    statements: list[str] = []
+
+    def capture(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        if batch:
+            results = start_tries(engine, [_request("slot_0", 402, 2), _request("slot_1", 403)])
+        else:
+            results = [*start_tries(engine, [_request("slot_1", 403)]),
+                       *start_tries(engine, [_request("slot_0", 402, 2)])]
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+    assert all(refusal == "" for _, refusal in results)
+    with session_scope(engine) as session:
+        assert session.execute(select(XComModel.task_id)).all() == []
+    deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE FROM XCOM")]
+    # One for the retry; none for the first try (alone, its start is its own transaction).
+    assert len(deletes) == 1

@@ -637,8 +637,12 @@ def _start_many(connection: Any, requests: list[StartRequest], expected_state: s
             {"task_instance_id": u["w_id"], "try_number": u["w_try_number"],
              "state": TIS.RUNNING, "hostname": hostname, "pid": u["pid"], "start_date": now}
             for u in updates if u["w_id"] in started])
-        if clear_xcoms:
-            connection.execute(_CLEAR_XCOMS_MANY, {"w_ids": sorted(started)})
+        # A first try has nothing to clear: XComs are only written by the instance's own
+        # tries, and go with it (ON DELETE CASCADE).
+        earlier = sorted(u["w_id"] for u in updates
+                         if u["w_id"] in started and u["w_try_number"] > 1)
+        if clear_xcoms and earlier:
+            connection.execute(_CLEAR_XCOMS_MANY, {"w_ids": earlier})
     numbers = {u["w_id"]: u["w_try_number"] for u in updates}
     results: list[tuple[StartedTry | None, str]] = []
     for request, read in zip(requests, reads, strict=True):
@@ -698,7 +702,7 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
     connection.execute(_INSERT_TRY, {
         "task_instance_id": row.id, "try_number": number, "state": TIS.RUNNING,
         "hostname": hostname, "pid": request.pid, "start_date": now})
-    if clear_xcoms:
+    if clear_xcoms and number > 1:  # a first try has nothing to clear (see _start_many)
         connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
     return StartedTry(replace(row, state=TIS.RUNNING, try_number=number), run), ""
 
