@@ -68,6 +68,35 @@ def test_op_kwargs_win_over_context_keys():
     assert _run(op, {"ds": "context"}) == "mine"
 
 
+class _Unhashable:
+    """A callable object that cannot be a dictionary key (it defines ``__eq__`` only)."""
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __call__(self, ds):
+        return f"called for {ds}"
+
+
+class _Greeter:
+    def greet(self, ti, **context):
+        return ti, sorted(context)
+
+
+@pytest.mark.parametrize(("make", "op_args", "expected"), [
+    (_Unhashable, None, "called for 2024-01-01"),
+    (lambda: _Greeter().greet, None, ("the ti", ["ds", "run_id", "templates_dict"])),
+    (lambda: max, [1, 2], 2),
+], ids=["unhashable object", "bound method", "builtin"])
+def test_every_kind_of_callable_gets_its_context_on_every_call(make, op_args, expected):
+    # Parameters are remembered per function (a forked try inherits them from its worker);
+    # a callable that cannot be remembered is asked each time, and a second call still works.
+    with DAG("py_kinds"):
+        op = PythonOperator(task_id="k", python_callable=make(), op_args=op_args)
+    for _ in range(2):
+        assert _run(op, {"ds": "2024-01-01", "ti": "the ti", "run_id": "r"}) == expected
+
+
 def test_python_callable_must_be_callable():
     with DAG("py_bad"), pytest.raises(DagDefinitionError, match="must be callable"):
         PythonOperator(task_id="t", python_callable="not callable")

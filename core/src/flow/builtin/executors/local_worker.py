@@ -142,12 +142,18 @@ class LocalWorker:
 
     @staticmethod
     def _prepare(loaded: Any) -> None:
-        """Build each DAG's template environment here, once, rather than in every try's child."""
+        """Build each DAG's template environment and read its Python callables' signatures
+        here, once, rather than in every try's child."""
         from flow.authoring.templating import LazyEnvironment
+        from flow.builtin.operators.python import callable_parameters
 
         for dag in loaded.dags:
             with contextlib.suppress(Exception):  # a bad macro fails the try, not the worker
                 LazyEnvironment(dag).get()
+            for task in dag.tasks:
+                function = getattr(task, "python_callable", None)
+                if callable(function):
+                    callable_parameters(function)
 
     def _import(self, path: str) -> Any:
         """Import a DAG file here, under an alarm: a file that loops at import must not take
@@ -233,7 +239,21 @@ def _freeze() -> None:
     try still shares, and take tens of milliseconds."""
     import gc
 
+    _answer_abc_checks()
     gc.freeze()
+
+
+def _answer_abc_checks() -> None:
+    """Ask here the abstract-base-class checks every try makes, so that forked tries find the
+    answers cached. A log record with one argument asks whether it is a ``Mapping``; an
+    unanswered check walks the ABC's whole subclass tree (copying the pages it touches), in
+    each try again, since a child's cache dies with it: about 0.4 ms of a try's CPU. Asked
+    again after each DAG import, which may register new ABC subclasses (that empties the
+    caches of negative answers)."""
+    from collections.abc import Mapping
+
+    for value in ("", 0, 0.0, None, True, b"", (), []):
+        isinstance(value, Mapping)
 
 
 def _warm_imports() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,15 +13,35 @@ from flow.authoring.branching import follow_branches
 from flow.authoring.location import user_location
 from flow.exceptions import DagDefinitionError
 
+# function -> its parameters (None: not introspectable), computed once per function. The local
+# executor's worker fills it as it loads a DAG file (see callable_parameters), so a forked try
+# finds its callable's parameters there instead of running inspect.signature again.
+_PARAMETERS: weakref.WeakKeyDictionary[Any, Mapping[str, inspect.Parameter] | None] = \
+    weakref.WeakKeyDictionary()
+
+
+def callable_parameters(function: Callable[..., Any]) -> Mapping[str, inspect.Parameter] | None:
+    """``function``'s parameters by name, or None when it has no introspectable signature (a
+    builtin such as ``time.sleep``); remembered per function."""
+    with contextlib.suppress(KeyError, TypeError):  # TypeError: not weakly referenceable
+        return _PARAMETERS[function]
+    try:
+        parameters: Mapping[str, inspect.Parameter] | None = \
+            inspect.signature(function).parameters
+    except (ValueError, TypeError):
+        parameters = None
+    with contextlib.suppress(TypeError):
+        _PARAMETERS[function] = parameters
+    return parameters
+
 
 def context_kwargs(function: Callable[..., Any], context: Mapping[str, Any],
                    args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``kwargs`` plus the context entries ``function`` asks for by name (all with ``**``).
 
     A builtin without an introspectable signature (``time.sleep``) asks for none."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (ValueError, TypeError):
+    parameters = callable_parameters(function)
+    if parameters is None:
         return dict(kwargs)
     positional = [p.name for p in parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
