@@ -198,7 +198,9 @@ class RunEvaluator:
 
     def _apply_pending(self) -> bool:
         """One guarded UPDATE per (from, to) pair; rows someone else changed first are re-read
-        and left alone."""
+        and left alone. True when another pass may decide more: an instance ended (skipped,
+        upstream_failed, removed) or was found changed by someone else. One that became
+        ``scheduled`` changes no trigger rule's counts, so it alone needs no second pass."""
         changed = False
         connection = self.session.connection()
         for (previous, state), rows in self._pending.items():
@@ -207,6 +209,7 @@ class RunEvaluator:
             done = rowcount(connection.execute(statement, {
                 "ids": ids, "previous": previous, "state": state, "now": self.now}))
             if done != len(ids):
+                changed = True
                 current = dict(connection.execute(_STATES, {"ids": ids}).all())
                 for ti in rows:
                     if current.get(ti.id) != state:
@@ -217,7 +220,8 @@ class RunEvaluator:
                 self.outcome.ti_changes.append((ti, previous, state))
             if state == TIS.SCHEDULED:
                 self.outcome.scheduled += len(rows)
-            changed |= bool(rows)
+            else:
+                changed |= bool(rows)
         return changed
 
     def _set(self, ti: TiRow, state: str, reason: str) -> bool:
