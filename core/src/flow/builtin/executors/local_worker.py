@@ -252,7 +252,8 @@ def _answer_abc_checks() -> None:
     caches of negative answers)."""
     from collections.abc import Mapping
 
-    for value in ("", 0, 0.0, None, True, b"", (), []):
+    samples: tuple[object, ...] = ("", 0, 0.0, None, True, b"", (), [])
+    for value in samples:
         isinstance(value, Mapping)
 
 
