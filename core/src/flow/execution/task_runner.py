@@ -571,9 +571,7 @@ def find_started_try(engine: Engine, request: StartRequest) -> StartedTry | None
     (``running`` at ``request.try_number``), or None: how a child whose supervisor died between
     committing its start and telling it learns that it must run its try."""
     with engine.connect() as connection:
-        found = connection.execute(_LOAD, {
-            "w_dag_id": request.dag_id, "w_run_id": request.run_id,
-            "w_task_id": request.task_id, "w_map_index": request.map_index}).one_or_none()
+        found = connection.execute(_LOAD, _load_params(request)).one_or_none()
     if (found is None or found.state != TIS.RUNNING or found.try_number != request.try_number
             or found.pid != request.pid or found.hostname != _host()):
         return None
@@ -620,11 +618,8 @@ def _start_many(connection: Any, requests: list[StartRequest], expected_state: s
         if read is not None:
             number = request.try_number if request.try_number is not None \
                 else read.row.try_number
-            updates.append({"w_id": read.row.id, "w_state": expected_state,
-                            "w_try_number": number, "state": TIS.RUNNING, "start_date": now,
-                            "end_date": None, "duration": None, "hostname": hostname,
-                            "pid": request.pid, "next_retry_at": None,
-                            "last_heartbeat_at": now, "updated_at": now})
+            updates.append(_running_values(read.row.id, expected_state, number, request.pid,
+                                           now, hostname))
     changed = connection.execute(_GUARDED_TI, updates).rowcount if updates else 0
     if changed == len(updates):
         started = {u["w_id"] for u in updates}
@@ -633,14 +628,9 @@ def _start_many(connection: Any, requests: list[StartRequest], expected_state: s
         started = {row.id for row in connection.execute(_RUNNING_NOW, {"w_ids": sorted(ours)})
                    if ours[row.id] == (row.try_number, row.pid) and row.hostname == hostname}
     if started:
-        connection.execute(_INSERT_TRY, [
-            {"task_instance_id": u["w_id"], "try_number": u["w_try_number"],
-             "state": TIS.RUNNING, "hostname": hostname, "pid": u["pid"], "start_date": now}
-            for u in updates if u["w_id"] in started])
-        # A first try has nothing to clear: XComs are only written by the instance's own
-        # tries, and go with it (ON DELETE CASCADE).
+        connection.execute(_INSERT_TRY, [_try_row(u) for u in updates if u["w_id"] in started])
         earlier = sorted(u["w_id"] for u in updates
-                         if u["w_id"] in started and u["w_try_number"] > 1)
+                         if u["w_id"] in started and _has_earlier_tries(u))
         if clear_xcoms and earlier:
             connection.execute(_CLEAR_XCOMS_MANY, {"w_ids": earlier})
     numbers = {u["w_id"]: u["w_try_number"] for u in updates}
@@ -661,11 +651,37 @@ def _load_many(connection: Any, requests: list[StartRequest]) -> list[Any]:
     """The ``_LOAD`` rows of ``requests``: in one query on a server; on SQLite, whose planner
     scans the whole table for a row-value ``IN``, one indexed lookup each (no round trips)."""
     if connection.dialect.name == "sqlite":
-        return [row for r in requests if (row := connection.execute(_LOAD, {
-            "w_dag_id": r.dag_id, "w_run_id": r.run_id, "w_task_id": r.task_id,
-            "w_map_index": r.map_index}).one_or_none()) is not None]
+        return [row for r in requests
+                if (row := connection.execute(_LOAD, _load_params(r)).one_or_none()) is not None]
     return list(connection.execute(_LOAD_MANY, {"w_keys": [
         (r.dag_id, r.run_id, r.task_id, r.map_index) for r in requests]}))
+
+
+def _load_params(request: StartRequest) -> dict[str, Any]:
+    return {"w_dag_id": request.dag_id, "w_run_id": request.run_id,
+            "w_task_id": request.task_id, "w_map_index": request.map_index}
+
+
+def _running_values(ti_id: int, expected_state: str, number: int, pid: int, now: datetime,
+                    hostname: str) -> dict[str, Any]:
+    """The guarded ``expected_state -> running`` update of a try's start (``_GUARDED_TI``)."""
+    return {"w_id": ti_id, "w_state": expected_state, "w_try_number": number,
+            "state": TIS.RUNNING, "start_date": now, "end_date": None, "duration": None,
+            "hostname": hostname, "pid": pid, "next_retry_at": None, "last_heartbeat_at": now,
+            "updated_at": now}
+
+
+def _try_row(running: dict[str, Any]) -> dict[str, Any]:
+    """The try record (``_INSERT_TRY``) of a start made with ``running``."""
+    return {"task_instance_id": running["w_id"], "try_number": running["w_try_number"],
+            "state": TIS.RUNNING, "hostname": running["hostname"], "pid": running["pid"],
+            "start_date": running["start_date"]}
+
+
+def _has_earlier_tries(running: dict[str, Any]) -> bool:
+    """Whether a start's XComs need clearing: a first try has none (XComs are written only by
+    the instance's own tries, and go with it, ON DELETE CASCADE)."""
+    return bool(running["w_try_number"] > 1)
 
 
 def _not_found(request: StartRequest) -> str:
@@ -682,27 +698,19 @@ def _refused(row: _TaskRow, number: int, expected_state: str) -> str:
 def _start_in(connection: Any, request: StartRequest, expected_state: str, clear_xcoms: bool,
               now: datetime, hostname: str) -> tuple[StartedTry | None, str]:
     """Read the task instance and its run, move ``expected_state -> running``, record the try
-    and clear the instance's XComs, in the caller's transaction. A refused start changes
-    nothing."""
-    found = connection.execute(_LOAD, {"w_dag_id": request.dag_id, "w_run_id": request.run_id,
-                                       "w_task_id": request.task_id,
-                                       "w_map_index": request.map_index}).one_or_none()
+    and clear the instance's XComs of earlier tries, in the caller's transaction. A refused
+    start changes nothing."""
+    found = connection.execute(_LOAD, _load_params(request)).one_or_none()
     if found is None:
         return None, _not_found(request)
     read = _started_from(found)
     row, run = read.row, read.run
     number = request.try_number if request.try_number is not None else row.try_number
-    changed = connection.execute(_GUARDED_TI, {
-        "w_id": row.id, "w_state": expected_state, "w_try_number": number,
-        "state": TIS.RUNNING, "start_date": now, "end_date": None, "duration": None,
-        "hostname": hostname, "pid": request.pid, "next_retry_at": None,
-        "last_heartbeat_at": now, "updated_at": now}).rowcount
-    if not changed:
+    running = _running_values(row.id, expected_state, number, request.pid, now, hostname)
+    if not connection.execute(_GUARDED_TI, running).rowcount:
         return read, _refused(row, number, expected_state)
-    connection.execute(_INSERT_TRY, {
-        "task_instance_id": row.id, "try_number": number, "state": TIS.RUNNING,
-        "hostname": hostname, "pid": request.pid, "start_date": now})
-    if clear_xcoms and number > 1:  # a first try has nothing to clear (see _start_many)
+    connection.execute(_INSERT_TRY, _try_row(running))
+    if clear_xcoms and _has_earlier_tries(running):
         connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
     return StartedTry(replace(row, state=TIS.RUNNING, try_number=number), run), ""
 
