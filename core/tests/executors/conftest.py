@@ -19,6 +19,8 @@ from flow import DAG, BaseOperator
 from flow.operators import PythonOperator
 
 SCRATCH = Path(os.environ["FLOW_TEST_SCRATCH"])
+with (SCRATCH / "imports").open("a") as imports:  # who imported this file
+    imports.write(f"{os.getpid()}\\n")
 
 def ledger(name, seconds=0.0):
     from sqlalchemy import text

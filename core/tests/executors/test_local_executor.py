@@ -287,6 +287,34 @@ def test_a_changed_dag_file_is_imported_again(executor: LocalExecutor, engine: E
     assert sorted(r.task_id for r in ledger_rows(engine)) == ["ok", "ok-edited"]
 
 
+def _importers(scratch: Path) -> list[int]:
+    path = scratch / "imports"
+    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+
+@sqlite_only
+def test_a_prepared_dag_file_is_imported_by_the_idle_worker_before_its_first_try(
+        engine: Engine, dag_file: Path, scratch: Path) -> None:
+    executor = LocalExecutor(parallelism=1, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        [worker] = executor.worker_pids()
+        assert worker not in _importers(scratch)
+        executor.prepare(str(dag_file), None)
+        deadline = time.monotonic() + 10
+        while worker not in _importers(scratch):
+            assert time.monotonic() < deadline, "the worker did not import the prepared file"
+            time.sleep(0.01)
+        executor.prepare(str(dag_file), None)  # the same version again: nothing to do
+        executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
+        assert finals(collect(executor, 1))["ok"].state == "success"
+        # the try ran the DAG its worker had loaded: nobody imported the file again
+        assert _importers(scratch).count(worker) == 1
+        assert len(_importers(scratch)) == 2  # this test's own load, and the worker's
+    finally:
+        executor.shutdown(wait=True)
+
+
 @sqlite_only
 def test_shutdown_without_wait_ends_running_tasks(engine: Engine, dag_file: Path) -> None:
     executor = LocalExecutor(parallelism=2, workers=1, kill_grace=0.5)

@@ -74,6 +74,12 @@ class BaseExecutor:
                     self._poke()
             return self._wakeup[0]
 
+    def prepare(self, dag_file: str, dag_hash: str | None) -> None:
+        """A hint that tries of the DAGs in ``dag_file`` (at version ``dag_hash``, as the
+        workloads will name it) may come: an executor with warm processes can load the file
+        now rather than when the first of them arrives. Never required for correctness; must
+        return at once. The default does nothing."""
+
     def cancel(self, key: TaskKey) -> None:
         """Stop the task instance ``key`` if it is queued or running here."""
 

@@ -142,6 +142,7 @@ class Supervisor:
         self._find_dag: Callable[[TaskWorkload], Any] | None = None
         self._dags_version: Callable[[], object] = lambda: None
         self._spare_died = False
+        self.fork_spares = True  # False: fork none for now (the caller is about to load DAGs)
         self._parent_pid = os.getpid()
         self._clears_xcoms = _clears_in_database(_xcom_backend(plugins))
         _load_prctl()  # here, not in every child
@@ -331,7 +332,8 @@ class Supervisor:
 
     def _wants_a_spare(self) -> bool:
         """Whether to fork a spare now: once none is left, until there are ``spares``."""
-        if self._find_dag is None or self._spare_died or self._spare_count <= 0:
+        if (self._find_dag is None or self._spare_died or self._spare_count <= 0
+                or not self.fork_spares):
             return False
         if not self._spares:
             self._refilling = True
@@ -365,10 +367,12 @@ class Supervisor:
         for child in list(self.children.values()):
             self._terminate(child, reason)
 
-    def poll(self, timeout: float | None) -> None:
+    def poll(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds (None: until something happens) for a child to
         report or exit, or a watched fd to be readable; handle it, commit the tries' ends that
-        arrived, and handle every due deadline and heartbeat."""
+        arrived, and handle every due deadline and heartbeat. False when nothing was there to
+        handle and no spare was forked."""
+        forked = False
         due = self._next_deadline()
         if due is not None:
             wait = max(0.0, due - time.monotonic())
@@ -391,6 +395,7 @@ class Supervisor:
         self._commit_ends()
         self._enforce_deadlines()
         self._heartbeat()
+        return bool(ready or forked)
 
     def close(self) -> None:
         self.stop_keeping_spares()

@@ -44,10 +44,10 @@ class _Changes:
     tis: list[tuple[TaskInstance, str | None, str]] = field(default_factory=list)
 
     def announce(self, plugins: Any) -> None:
-        from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
         from flow.scheduling.wakeup import wake_schedulers
 
-        wake_schedulers()
+        wake_schedulers()  # first: the schedulers start on the change while plugins hear of it
+        from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
 
         for ti, previous, current in self.tis:
             plugins.task_instance_state_changed(

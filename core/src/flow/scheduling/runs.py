@@ -90,6 +90,8 @@ class RunManager:
         self._unfinished: bool | None = True
         self._backfilling = False
         self.waiting = True  # task instances may be waiting to be queued
+        # DAG id -> (file, dag_hash) of the unpaused DAGs the last run creation looked at.
+        self.dag_files: dict[str, tuple[str, str | None]] = {}
         # Each running run's DAG and its undecided tasks (state none at its last evaluation),
         # each with how many more upstream successes it can see and still wait: what
         # `must_evaluate` needs to tell whether an ended try may change anything.
@@ -190,13 +192,16 @@ class RunManager:
                                            DagModel.is_paused.is_(False)).order_by(DagModel.dag_id)
             if self.locking:
                 query = query.with_for_update(skip_locked=True)
+            files: dict[str, tuple[str, str | None]] = {}
             for dag_model in session.scalars(query).all():
+                files[dag_model.dag_id] = (dag_model.fileloc, dag_model.dag_hash)
                 try:
                     created += self._create_for(session, dag_model)
                 except LookupError:
                     continue
             if created:
                 self._unfinished = True
+        self.dag_files = files
         if created:
             crash_point("run_created")
         return created

@@ -249,6 +249,9 @@ class Scheduler:
     def _create_runs(self) -> None:
         if self.runs.create_due_runs():
             self._due["start_runs"] = 0.0
+        # The executor may load the unpaused DAGs' files ahead of their first tries.
+        for fileloc, dag_hash in self.runs.dag_files.values():
+            self.executor.prepare(fileloc, dag_hash)
 
     def _periodic(self, name: str, interval: float, action: Any) -> None:
         now = time.monotonic()

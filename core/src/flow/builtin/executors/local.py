@@ -4,7 +4,7 @@
 which has flow imported and imports a DAG file once (see
 :mod:`flow.builtin.executors.local_worker`). ``submit`` hands a workload to the least busy
 worker at once, or keeps it in a queue while ``parallelism`` tries are already in flight; it
-never blocks. Each worker forks a child per try and supervises it (timeouts, crashes, process
+never blocks. ``prepare`` has every worker import a DAG file while idle, ahead of its tries. Each worker forks a child per try and supervises it (timeouts, crashes, process
 groups: :mod:`flow.execution.supervisor`), and sends back TaskEvents; a reader thread per worker
 records them, so :meth:`wait_for_events` wakes the scheduler the moment a task ends.
 
@@ -110,6 +110,7 @@ class LocalExecutor(BaseExecutor):
         self._workers: list[_Worker] = []
         self._pending: collections.deque[TaskWorkload] = collections.deque()
         self._inflight: dict[TaskKey, tuple[TaskWorkload, _Worker]] = {}
+        self._prepared: dict[str, str | None] = {}  # DAG file -> dag_hash, for new workers
         self._lock = threading.Condition()
         self._stopping = False
         self._started = False
@@ -126,7 +127,18 @@ class LocalExecutor(BaseExecutor):
 
             ensure_current(get_engine())
             self._started, self._stopping = True, False
-            self._workers = [_Worker(self, n) for n in range(self.worker_count)]
+            self._workers = [self._new_worker(n) for n in range(self.worker_count)]
+
+    def prepare(self, dag_file: str, dag_hash: str | None) -> None:
+        """Have every worker import ``dag_file`` while it is idle (before a workload of it
+        arrives), and every worker started later too."""
+        with self._lock:
+            if self._prepared.get(dag_file, "") == dag_hash:
+                return
+            self._prepared[dag_file] = dag_hash
+            workers = list(self._workers)
+        for worker in workers:
+            worker.send({"op": "load", "dag_file": dag_file, "dag_hash": dag_hash})
 
     def submit(self, workload: TaskWorkload) -> None:
         self.start()
@@ -194,6 +206,13 @@ class LocalExecutor(BaseExecutor):
         with self._lock:
             return [worker.process.pid for worker in self._workers]
 
+    def _new_worker(self, number: int) -> _Worker:
+        """Start worker ``number`` (called with the lock held), with the DAG files to load."""
+        worker = _Worker(self, number)
+        for dag_file, dag_hash in self._prepared.items():
+            worker.send({"op": "load", "dag_file": dag_file, "dag_hash": dag_hash})
+        return worker
+
     def _dispatch(self) -> None:
         """Hand queued workloads to the least busy workers while below ``parallelism``
         (called with the lock held)."""
@@ -230,6 +249,6 @@ class LocalExecutor(BaseExecutor):
                               f"{code}; the try may still be running (its heartbeat tells)"}))
             if worker in self._workers and not self._stopping:
                 # Replace it, so the pool keeps its size.
-                self._workers[self._workers.index(worker)] = _Worker(self, worker.number)
+                self._workers[self._workers.index(worker)] = self._new_worker(worker.number)
                 self._dispatch()
             self._lock.notify_all()

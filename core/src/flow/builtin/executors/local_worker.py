@@ -7,8 +7,10 @@ a forked child through :class:`~flow.execution.supervisor.Supervisor`, so a task
 not an interpreter start.
 
 Protocol, JSON lines (no pickle): commands on stdin, ``{"op": "run", "workload": "<TaskWorkload
-JSON>"}``, ``{"op": "cancel", "key": {...}}``, ``{"op": "stop", "kill": bool}``; TaskEvents on the
-file descriptor given by ``--events-fd``. When stdin closes (the executor shut down or the
+JSON>"}``, ``{"op": "load", "dag_file": path, "dag_hash": hash}`` (import that file while idle,
+before its first workload: :meth:`~flow.execution.executor.BaseExecutor.prepare`), ``{"op":
+"cancel", "key": {...}}``, ``{"op": "stop", "kill": bool}``; TaskEvents on the file descriptor
+given by ``--events-fd``. When stdin closes (the executor shut down or the
 scheduler died) the worker takes no new work, lets its running tries finish (still enforcing
 their timeouts and ending the ones that die), then exits: a running task is never orphaned
 without a supervisor while its worker lives.
@@ -39,6 +41,7 @@ class LocalWorker:
         self._outbox: list[str] = []  # events, written together after each poll
         self._dags: dict[str, tuple[tuple[int, str | None], Any]] = {}
         self._dags_version = 0  # changes with every import: a spare child holds the DAGs
+        self._to_load: dict[str, str | None] = {}  # DAG files to import while idle
         supervisor.on_event = self.emit
         supervisor.watch(0, self._read_commands)
         supervisor.keep_spares(lambda workload: self._dag(workload)[0],
@@ -47,8 +50,14 @@ class LocalWorker:
     def serve(self) -> None:
         try:
             while not (self.stopping and not self.supervisor.running):
-                self.supervisor.poll(None)
+                # A DAG file to load waits until nothing else does; the spares wait for it
+                # (one forked before an import is not used).
+                self.supervisor.fork_spares = not self._to_load
+                handled = self.supervisor.poll(0 if self._to_load else None)
                 self.flush_events()
+                if self._to_load and not handled:
+                    path, dag_hash = self._to_load.popitem()
+                    self._loaded(path, dag_hash)
         finally:
             self.flush_events()
 
@@ -93,7 +102,10 @@ class LocalWorker:
 
     def _handle(self, command: dict[str, Any]) -> None:
         op = command.get("op")
-        if op == "cancel":
+        if op == "load":
+            if not self.stopping:
+                self._to_load[os.path.abspath(str(command["dag_file"]))] = command.get("dag_hash")
+        elif op == "cancel":
             self.supervisor.cancel(TaskKey.from_dict(command["key"]), "cancelled")
         elif op == "stop":
             self._stop()
@@ -102,6 +114,7 @@ class LocalWorker:
 
     def _stop(self) -> None:
         self.stopping = True
+        self._to_load.clear()
         self.supervisor.stop_keeping_spares()
 
     def _run(self, workloads: list[TaskWorkload]) -> None:
@@ -122,8 +135,22 @@ class LocalWorker:
 
     def _dag(self, workload: TaskWorkload) -> tuple[Any, str]:
         path = os.path.abspath(workload.dag_file)
+        loaded, problem = self._loaded(path, workload.dag_hash)
+        if loaded is None:
+            return None, problem
+        dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
+        if dag is not None and workload.task_id in dag.task_dict:
+            return dag, ""
+        what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
+        problems = "; ".join(str(e) for e in loaded.errors)
+        return None, f"{what} not found in {path}" + (f": {problems}" if problems else "")
+
+    def _loaded(self, path: str, dag_hash: str | None) -> tuple[Any, str]:
+        """The DAG file at ``path``, imported here unless this worker holds it at this
+        modification time and ``dag_hash`` already; or None and why it cannot be read."""
+        self._to_load.pop(path, None)
         try:
-            version = (os.stat(path).st_mtime_ns, workload.dag_hash)
+            version = (os.stat(path).st_mtime_ns, dag_hash)
         except OSError as err:
             return None, f"DAG file {path} cannot be read: {err}"
         cached = self._dags.get(path)
@@ -132,13 +159,7 @@ class LocalWorker:
             self._dags_version += 1
             self._prepare(cached[1])
             _freeze()
-        loaded = cached[1]
-        dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
-        if dag is not None and workload.task_id in dag.task_dict:
-            return dag, ""
-        what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
-        problems = "; ".join(str(e) for e in loaded.errors)
-        return None, f"{what} not found in {path}" + (f": {problems}" if problems else "")
+        return cached[1], ""
 
     @staticmethod
     def _prepare(loaded: Any) -> None:
