@@ -6,7 +6,8 @@ and DAG parsing.
     python bench/scheduler.py --db-url postgresql+psycopg://postgres@127.0.0.1:5432/flow_bench
 
 Workloads (``bench/workloads/``): fanout-200 (start, 200 independent no-op tasks, join),
-chain-50 (50 no-op tasks in a chain) and parse-1000 (1000 generated files of 10 tasks each);
+chain-50 (50 no-op tasks in a chain), xcom-chain-50 (the same chain, each task reading the
+previous one's return value) and parse-1000 (1000 generated files of 10 tasks each);
 and ``idle``: the CPU of ``flow scheduler`` and its workers over 30 s with flow's example DAGs
 loaded and nothing to run.
 For fanout and chain, each repetition uses a fresh FLOW_HOME with the workload as its only DAG
@@ -49,7 +50,9 @@ from executor import ensure_database, percentile, prepare_environment
 from workloads.parse_1000 import write_dag_files
 
 WORKLOADS = Path(__file__).parent / "workloads"
-DAGS = {"fanout": ("fanout_200.py", "bench_fanout_200"), "chain": ("chain_50.py", "bench_chain_50")}
+DAGS = {"fanout": ("fanout_200.py", "bench_fanout_200"), "chain": ("chain_50.py", "bench_chain_50"),
+        "xcom": ("xcom_chain_50.py", "bench_xcom_chain_50")}
+LABELS = {"fanout": "fanout-200", "chain": "chain-50", "xcom": "xcom-chain-50"}
 ACTOR = "bench"
 IDLE_SECONDS = 30.0  # how long the idle scheduler's CPU is measured
 IDLE_SETTLE = 5.0  # seconds after it first looked idle, before the measurement starts
@@ -399,7 +402,7 @@ def _workload_rows(name: str, runs: list[RunFigures],
                    memory_runs: list[RunFigures]) -> list[tuple[str, str, str, str]]:
     """The figures of one workload: times from ``runs``, memory from ``memory_runs``; medians
     over the runs, each run's value after them when there are several."""
-    label = f"{name}-{200 if name == 'fanout' else 50}"
+    label = LABELS[name]
 
     def each(values: list[float], fmt: str) -> str:
         return "" if len(values) < 2 else " (" + ", ".join(fmt.format(v) for v in values) + ")"
@@ -430,11 +433,13 @@ def _workload_rows(name: str, runs: list[RunFigures],
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db-url", default=None, help="default: a SQLite file in a temp dir")
-    parser.add_argument("--workload", choices=["fanout", "chain", "parse", "idle", "all"],
+    parser.add_argument("--workload",
+                        choices=["fanout", "chain", "xcom", "parse", "idle", "all"],
                         default="all")
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of each workload")
     args = parser.parse_args(argv)
-    names = ["fanout", "chain", "parse", "idle"] if args.workload == "all" else [args.workload]
+    names = (["fanout", "chain", "xcom", "parse", "idle"] if args.workload == "all"
+             else [args.workload])
     rows: list[tuple[str, str, str, str]] = []
 
     with tempfile.TemporaryDirectory(prefix="flow-bench-sched-") as folder:

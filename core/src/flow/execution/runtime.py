@@ -59,7 +59,7 @@ class RuntimeTaskInstance:
 
     def __init__(self, *, ti_id: int, dag: Any, task: Any, run_id: str, map_index: int,
                  try_number: int, max_tries: int, engine: Engine, xcom_backend: Any,
-                 xcom_sink: dict[str, str] | None = None) -> None:
+                 xcom_sink: dict[str, str] | None = None, channel: Any = None) -> None:
         self.id = ti_id
         self.dag = dag
         self.task = task
@@ -75,6 +75,9 @@ class RuntimeTaskInstance:
         # Set by a supervised try with the database backend: pushed values are serialized and
         # size-checked here, and written by the supervisor with the try's end.
         self._sink = xcom_sink
+        # Set in a supervised try with the database backend: XComs are read through the
+        # supervisor (flow.execution.channel), not from this process.
+        self._channel = channel
         self.log = logging.getLogger("flow.task")
 
     def __repr__(self) -> str:
@@ -140,13 +143,31 @@ class RuntimeTaskInstance:
             indexes = list(map_indexes)
         else:
             indexes = None if mapped else [-1]
-        with session_scope(self._engine) as session:
-            records = self._xcom.get_many(dag_id=self.dag_id, run_id=self.run_id,
-                                          task_ids=[task_id], key=key, map_indexes=indexes,
-                                          session=session)
+        values = self._pull_through_supervisor(task_id, key, indexes)
+        if values is None:
+            with session_scope(self._engine) as session:
+                records = self._xcom.get_many(dag_id=self.dag_id, run_id=self.run_id,
+                                              task_ids=[task_id], key=key,
+                                              map_indexes=indexes, session=session)
+            values = [record.value for record in records]
         if isinstance(map_indexes, int) or (indexes == [-1] and not mapped):
-            return records[0].value if records else default
-        return [record.value for record in records]
+            return values[0] if values else default
+        return values
+
+    def _pull_through_supervisor(self, task_id: str, key: str,
+                                 indexes: list[int] | None) -> list[Any] | None:
+        """The values the supervisor read, in map index order; None without a supervisor
+        to ask."""
+        from flow.execution.channel import SupervisorGone
+
+        if self._channel is None or not self._channel.open:
+            return None
+        try:
+            rows = self._channel.request("xcom_get", dag_id=self.dag_id, run_id=self.run_id,
+                                         task_ids=[task_id], key=key, map_indexes=indexes)
+        except SupervisorGone:
+            return None
+        return [self._xcom.deserialize(text) for _, _, text in rows]
 
     # ------------------------------------------------------------------------------ branches
 

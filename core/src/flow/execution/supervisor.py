@@ -11,8 +11,9 @@ run. It owns the try's state in the database; the child runs the task:
   be killed at once), points file descriptors 1 and 2 at the try's log file (output streams to
   disk, a subprocess's output lands there too) and 0 at ``/dev/null``, drops the database
   connections it inherited (``engine.dispose(close=False)``: it reconnects only if the task
-  reads XComs, variables or connections), and runs the task
-  (:func:`~flow.execution.task_runner.run_started_try`);
+  reads variables or connections, or XComs of another backend than the builtin one), and runs
+  the task (:func:`~flow.execution.task_runner.run_started_try`); the builtin backend's XComs
+  it reads are asked of the supervisor over the same pipes (:mod:`flow.execution.channel`);
 * **finish**: the child writes the try's end, with the XComs it pushed, as a JSON line on its
   result pipe; the supervisor commits the ends that arrived together in one transaction
   (guarded ``running -> ...``; :func:`~flow.execution.task_runner.finish_tries`), sends the
@@ -53,6 +54,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from flow.execution.channel import Lines, SupervisorChannel, write_all
 from flow.execution.logs import LOG_FORMAT, log_path
 from flow.execution.runtime import TaskInstanceSnapshot
 from flow.execution.task_runner import (
@@ -253,7 +255,7 @@ class Supervisor:
         if child.command_fd is None:
             return
         with contextlib.suppress(OSError):  # a dead child reports through its pidfd
-            _write_all(child.command_fd, (json.dumps(message) + "\n").encode())
+            write_all(child.command_fd, (json.dumps(message) + "\n").encode())
 
     def _close_command(self, child: _Child) -> None:
         if child.command_fd is not None:
@@ -427,7 +429,7 @@ class Supervisor:
     def _child_wait(self, command_fd: int, result_fd: int,
                     find_dag: Callable[[TaskWorkload], Any]) -> None:
         """In the child: wait for the started try, run it, report its end."""
-        commands = _Lines(command_fd)
+        commands = Lines(command_fd)
         command = commands.next()
         if command is None:
             os._exit(CHILD_OK)  # not needed: a discarded spare
@@ -445,15 +447,19 @@ class Supervisor:
         orphan = _Orphanhood(self.engine, self._parent_pid, self.heartbeat_interval, started)
         path = Path(command["log"])
         _redirect_output(path)
+        # The builtin backend's XComs are read through the supervisor (see channel).
+        channel = SupervisorChannel(result_fd, commands) if self._clears_xcoms else None
 
         def report(end: TryEnd, wants_state: bool) -> str | None:
+            if channel is not None:
+                channel.close()
             orphan.ending()
             message = {"end": end.to_json(), "wants_state": wants_state,
                        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
             if not orphan.orphaned:
                 previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
                 try:
-                    _write_all(result_fd, (json.dumps(message) + "\n").encode())
+                    write_all(result_fd, (json.dumps(message) + "\n").encode())
                 except OSError:  # the supervisor is gone
                     orphan.orphaned = True
                 finally:
@@ -474,7 +480,8 @@ class Supervisor:
             report(TryEnd(TIS.FAILED, message), False)
             return
         run_started_try(dag, started, engine=self.engine, plugins=self.plugins,
-                        deadline=command["deadline"], path=path, report=report)
+                        deadline=command["deadline"], path=path, report=report,
+                        channel=channel)
 
     def _close_parent_fds(self) -> None:
         fds = set(self._extra_fds)
@@ -530,6 +537,9 @@ class Supervisor:
             message = json.loads(line)
         except ValueError:
             return  # a task that wrote to an inherited fd by accident: not ours
+        if isinstance(message, dict) and "request" in message:
+            self._answer(child, message)
+            return
         if not isinstance(message, dict) or "end" not in message:
             return
         if child.started is None or child.end is not None:
@@ -541,6 +551,43 @@ class Supervisor:
         child.wants_state = bool(message.get("wants_state"))
         child.max_rss_kb = int(message.get("max_rss_kb") or 0)
         self._ending.append(child)
+
+    def _answer(self, child: _Child, message: dict[str, Any]) -> None:
+        """Answer a running try's request (see :mod:`flow.execution.channel`) from this
+        process's connection."""
+        if child.started is None or child.end is not None:
+            return  # not running a try: the child is told nothing and reads the database
+        op = message.get("request")
+        try:
+            if op != "xcom_get":
+                raise ValueError(f"unknown request {op!r}")
+            value: Any = self._xcom_records(message)
+        except Exception as err:
+            log.warning("could not answer %s of %s: %s", op, child.workload, err)
+            self._send(child, {"error": f"{type(err).__name__}: {err}"})
+            return
+        self._send(child, {"value": value})
+
+    def _xcom_records(self, message: dict[str, Any]) -> list[list[Any]]:
+        """``[[task_id, map_index, stored text], ...]`` of the XComs a try asked for, in the
+        backend's order (the try deserializes them)."""
+        from flow.execution.xcom import DatabaseXComBackend, stored_xcoms
+        from flow.store.session import session_scope
+
+        backend = _xcom_backend(self.plugins)
+        indexes = message.get("map_indexes")
+        where: dict[str, Any] = {
+            "dag_id": str(message["dag_id"]), "run_id": str(message["run_id"]),
+            "task_ids": [str(t) for t in message["task_ids"]], "key": str(message["key"]),
+            "map_indexes": None if indexes is None else [int(i) for i in indexes]}
+        if type(backend).get_many is DatabaseXComBackend.get_many:  # the rows as stored
+            with self.engine.connect() as connection:
+                return [[row.task_id, row.map_index, row.value]
+                        for row in stored_xcoms(connection, **where)]
+        with session_scope(self.engine) as session:
+            records = backend.get_many(session=session, **where)
+        return [[record.task_id, record.map_index, backend.serialize(record.value)]
+                for record in records]
 
     def _commit_ends(self) -> None:
         """Commit the ends that arrived, in one transaction; then send their final events
@@ -698,30 +745,6 @@ class Supervisor:
                           "changed elsewhere): stopping the task", child.workload,
                           child.workload.try_number if child.workload else "?")
                 self._terminate(child, "its try was ended elsewhere")
-
-
-class _Lines:
-    """Blocking JSON lines from a file descriptor (a child's command pipe)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buffer = b""
-
-    def next(self) -> dict[str, Any] | None:
-        while b"\n" not in self.buffer:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        value = json.loads(line)
-        return value if isinstance(value, dict) else None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 _prctl: list[Any] = []

@@ -192,7 +192,7 @@ class Attempt:
 
 def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int, engine: Engine,
              backend: Any, supervision: Supervision | None,
-             xcom_sink: dict[str, str] | None) -> Attempt:
+             xcom_sink: dict[str, str] | None, channel: Any = None) -> Attempt:
     """Run the try's task (the state is already ``running``): clear old XComs when the start
     did not, build the context, render, execute, push the result. ``xcom_sink`` collects the
     pushed XComs (key -> stored text) for the caller to write with the try's end."""
@@ -202,7 +202,7 @@ def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int, engi
     ti = RuntimeTaskInstance(ti_id=row.id, dag=dag, task=task, run_id=row.run_id,
                              map_index=row.map_index, try_number=try_number,
                              max_tries=row.max_tries, engine=engine, xcom_backend=backend,
-                             xcom_sink=xcom_sink)
+                             xcom_sink=xcom_sink, channel=channel)
     accessor = {"dag_id": dag.dag_id, "run_id": row.run_id, "task_id": row.task_id,
                 "map_index": row.map_index, "try_number": try_number}
     context: dict[str, Any] = {}
@@ -237,12 +237,14 @@ def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int, engi
 
 def run_started_try(dag: Any, started: StartedTry, *, engine: Engine, plugins: Any,
                     deadline: float | None, path: Path,
-                    report: Callable[[TryEnd, bool], str | None]) -> None:
+                    report: Callable[[TryEnd, bool], str | None], channel: Any = None) -> None:
     """Run, in a supervised child process, a try its supervisor started (see
     :mod:`flow.execution.supervisor`): the task's output goes to ``path``; ``report(end,
     wants_state)`` hands the try's end to the supervisor, which commits it and, when
     ``wants_state`` (the task has callbacks for that end), returns the state committed. The
-    callbacks run only when that state is the try's own end."""
+    callbacks run only when that state is the try's own end. With ``channel`` (a
+    :class:`~flow.execution.channel.SupervisorChannel`), the try's XCom reads go to the
+    supervisor."""
     row, try_number = started.row, started.row.try_number
     backend = _xcom_backend(plugins)
     supervision = Supervision(deadline)
@@ -253,7 +255,7 @@ def run_started_try(dag: Any, started: StartedTry, *, engine: Engine, plugins: A
     with capture_task_output(path, None):
         try:
             attempt = _attempt(dag, row, started.run, try_number, engine, backend, supervision,
-                               sink)
+                               sink, channel if sink is not None else None)
         except Exception as err:
             log.exception("the task runner failed before the try could finish")
             attempt = Attempt(_Outcome(TIS.FAILED, err), None, None, {})
@@ -901,6 +903,7 @@ def warm_up(engine: Engine, plugins: Any) -> None:
     import flow.authoring.macros
     import flow.authoring.templating
     import flow.scheduling.serialization
+    from flow.execution.xcom import stored_xcoms
     from flow.secrets.masking import masker
 
     flow.authoring.templating.make_environment(None).from_string("{{ ds }}")
@@ -916,6 +919,9 @@ def warm_up(engine: Engine, plugins: Any) -> None:
             "end_date": None, "duration": None, "hostname": "", "pid": nothing,
             "next_retry_at": None, "last_heartbeat_at": now, "updated_at": now})
         connection.execute(_CLEAR_XCOMS, {"w_id": nothing})
+        for indexes in (None, [nothing]):  # the XCom reads a supervisor answers for its tries
+            stored_xcoms(connection, dag_id="", run_id="", task_ids=[""], key="",
+                         map_indexes=indexes)
         for rendered in ({"rendered_fields": {}}, {}):  # with and without rendered fields
             connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
                                              "state": TIS.SUCCESS, "end_date": now,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -134,21 +134,36 @@ class DatabaseXComBackend(BaseXComBackend):
     def get_many(self, *, dag_id: str, run_id: str, task_ids: Sequence[str],
                  key: str = RETURN_VALUE, map_indexes: Sequence[int] | None = None,
                  session: Session) -> list[XComRecord]:
-        if not task_ids:
-            return []
-        query = select(XComModel).where(
-            XComModel.dag_id == dag_id, XComModel.run_id == run_id,
-            XComModel.task_id.in_(list(task_ids)), XComModel.key == key)
-        if map_indexes is not None:
-            query = query.where(XComModel.map_index.in_(list(map_indexes)))
-        order = {task_id: position for position, task_id in enumerate(task_ids)}
-        rows = sorted(session.scalars(query).all(),
-                      key=lambda row: (order[row.task_id], row.map_index))
-        return [XComRecord(row.dag_id, row.run_id, row.task_id, row.map_index, row.key,
+        rows = stored_xcoms(session.connection(), dag_id=dag_id, run_id=run_id,
+                            task_ids=task_ids, key=key, map_indexes=map_indexes)
+        return [XComRecord(dag_id, run_id, row.task_id, row.map_index, key,
                            self.deserialize(row.value), row.timestamp) for row in rows]
 
     def clear(self, *, ti_id: int, session: Session) -> None:
         session.execute(delete(XComModel).where(XComModel.task_instance_id == ti_id))
+
+
+_X = XComModel.__table__
+_STORED = select(_X.c.task_id, _X.c.map_index, _X.c.value, _X.c.timestamp).where(
+    _X.c.dag_id == bindparam("dag_id"), _X.c.run_id == bindparam("run_id"),
+    _X.c.task_id.in_(bindparam("task_ids", expanding=True)), _X.c.key == bindparam("key"))
+_STORED_AT = _STORED.where(_X.c.map_index.in_(bindparam("map_indexes", expanding=True)))
+
+
+def stored_xcoms(connection: Any, *, dag_id: str, run_id: str, task_ids: Sequence[str],
+                 key: str, map_indexes: Sequence[int] | None) -> list[Any]:
+    """The database backend's rows (task_id, map_index, value as stored, timestamp) for
+    ``task_ids`` under ``key``, in the order of ``task_ids`` then map index. The statement is
+    built once: a supervisor runs it for each try that reads XComs."""
+    if not task_ids:
+        return []
+    values: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "task_ids": list(task_ids),
+                              "key": key}
+    if map_indexes is not None:
+        values["map_indexes"] = list(map_indexes)
+    rows = connection.execute(_STORED if map_indexes is None else _STORED_AT, values).all()
+    order = {task_id: position for position, task_id in enumerate(task_ids)}
+    return sorted(rows, key=lambda row: (order[row.task_id], row.map_index))
 
 
 def get_xcom_backend(plugins: PluginManager | None = None) -> BaseXComBackend:

@@ -4,9 +4,10 @@
 which has flow imported and imports a DAG file once (see
 :mod:`flow.builtin.executors.local_worker`). ``submit`` hands a workload to the least busy
 worker at once, or keeps it in a queue while ``parallelism`` tries are already in flight; it
-never blocks. ``prepare`` has every worker import a DAG file while idle, ahead of its tries. Each worker forks a child per try and supervises it (timeouts, crashes, process
-groups: :mod:`flow.execution.supervisor`), and sends back TaskEvents; a reader thread per worker
-records them, so :meth:`wait_for_events` wakes the scheduler the moment a task ends.
+never blocks. ``prepare`` has every worker import a DAG file while idle, ahead of its tries.
+Each worker forks a child per try and supervises it (timeouts, crashes, process groups:
+:mod:`flow.execution.supervisor`), and sends back TaskEvents; a reader thread per worker records
+them, so :meth:`wait_for_events` wakes the scheduler the moment a task ends.
 
 Events: ``running``; then one of ``success``, ``failed``, ``up_for_retry``, ``skipped``,
 ``refused`` (the try was not started: a duplicate or late delivery; ``submit`` refuses a key

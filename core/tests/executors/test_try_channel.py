@@ -1,0 +1,109 @@
+"""A supervised try reads its upstream tasks' XComs through its supervisor: the value arrives,
+and the try's process opens no database connection for it (an SQLAlchemy ``connect`` listener,
+inherited from the worker that imported the DAG file, records every process that connects)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from executor_helpers import collect, create_run, finals, queue
+from sqlalchemy import Engine, select
+
+from flow.builtin.executors.local import LocalExecutor
+from flow.scheduling.dagbag import load_dag_file
+from flow.store.models import XComModel
+
+DAG_ID = "channel"
+DAG_SOURCE = '''
+import json, os
+from datetime import datetime
+from pathlib import Path
+from sqlalchemy import event, text
+from flow import DAG
+from flow.operators import PythonOperator
+from flow.store.session import get_engine
+
+SCRATCH = Path(os.environ["FLOW_TEST_SCRATCH"])
+
+
+@event.listens_for(get_engine(), "connect")
+def _connected(*_):
+    with (SCRATCH / "connections").open("a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+
+
+def produce():
+    return {"n": 41}
+
+
+def consume(value, ti):
+    return [value["n"] + 1, ti.xcom_pull(task_ids="produce")["n"],
+            ti.xcom_pull(task_ids="never_ran", default="none")]
+
+
+def after_success(context):  # runs once the end is reported: the supervisor no longer answers
+    (SCRATCH / "callback").write_text(json.dumps(context["ti"].xcom_pull(task_ids="produce")))
+
+
+def connects():
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+with DAG("channel", schedule=None, start_date=datetime(2024, 1, 1)):
+    made = PythonOperator(task_id="produce", python_callable=produce)
+    PythonOperator(task_id="consume", python_callable=consume, op_args=[made.output])
+    PythonOperator(task_id="called_back", python_callable=produce,
+                   on_success_callback=after_success)
+    PythonOperator(task_id="never_ran", python_callable=produce)
+    PythonOperator(task_id="connects", python_callable=connects)
+'''
+
+
+@pytest.fixture
+def channel_dag(flow_home: Path, engine: Engine, scratch: Path) -> Path:
+    path = flow_home / "dags" / "channel.py"
+    path.write_text(DAG_SOURCE)
+    [dag] = load_dag_file(path).dags
+    create_run(engine, dag)
+    return path
+
+
+def _connected_pids(scratch: Path) -> set[int]:
+    path = scratch / "connections"
+    return {int(pid) for pid in path.read_text().split()} if path.exists() else set()
+
+
+def _run(executor: LocalExecutor, engine: Engine, dag_file: Path, task_id: str) -> int:
+    """Run ``task_id``'s first try to success; the pid of its process."""
+    executor.submit(queue(engine, dag_file, DAG_ID, task_id))
+    events = collect(executor, 1)
+    assert finals(events)[task_id].state == "success", events
+    [pid] = [e.info["pid"] for e in events if e.state == "running"]
+    return int(pid)
+
+
+def test_a_try_reads_upstream_xcoms_through_its_supervisor_without_connecting(
+        engine: Engine, channel_dag: Path, scratch: Path) -> None:
+    executor = LocalExecutor(parallelism=2, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        _run(executor, engine, channel_dag, "produce")
+        consumer = _run(executor, engine, channel_dag, "consume")
+        control = _run(executor, engine, channel_dag, "connects")
+        called_back = _run(executor, engine, channel_dag, "called_back")
+    finally:
+        executor.shutdown(wait=True)
+    with engine.connect() as connection:
+        value = connection.scalar(select(XComModel.value).where(
+            XComModel.dag_id == DAG_ID, XComModel.task_id == "consume"))
+    assert json.loads(value) == [42, 41, "none"]
+    connected = _connected_pids(scratch)
+    assert control in connected  # the listener sees a try that connects
+    assert consumer not in connected
+    # A callback runs once the try's end is reported, when the supervisor no longer answers:
+    # it reads the database itself.
+    assert json.loads((scratch / "callback").read_text()) == {"n": 41}
+    assert called_back in connected
