@@ -1,6 +1,7 @@
-"""A supervised try reads its upstream tasks' XComs through its supervisor: the value arrives,
-and the try's process opens no database connection for it (an SQLAlchemy ``connect`` listener,
-inherited from the worker that imported the DAG file, records every process that connects)."""
+"""A supervised try reads its upstream tasks' XComs, and the variables and connections of the
+database secrets backend, through its supervisor: the values arrive, and the try's process opens
+no database connection for them (an SQLAlchemy ``connect`` listener, inherited from the worker
+that imported the DAG file, records every process that connects)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,16 @@ def after_success(context):  # runs once the end is reported: the supervisor no 
     (SCRATCH / "callback").write_text(json.dumps(context["ti"].xcom_pull(task_ids="produce")))
 
 
+def uses_secrets():
+    from flow.secrets.connection import Connection
+    from flow.secrets.variable import Variable
+
+    conn = Connection.get("warehouse")
+    return {"host": conn.host, "port": conn.port, "password": conn.password == "s3cret",
+            "region": conn.extra_dejson.get("region"), "greeting": Variable.get("greeting"),
+            "missing": Variable.get("missing", default="fallback")}
+
+
 def connects():
     with get_engine().connect() as connection:
         connection.execute(text("SELECT 1"))
@@ -59,6 +70,7 @@ with DAG("channel", schedule=None, start_date=datetime(2024, 1, 1)):
                    on_success_callback=after_success)
     PythonOperator(task_id="never_ran", python_callable=produce)
     PythonOperator(task_id="connects", python_callable=connects)
+    PythonOperator(task_id="uses_secrets", python_callable=uses_secrets)
 '''
 
 
@@ -85,6 +97,35 @@ def _run(executor: LocalExecutor, engine: Engine, dag_file: Path, task_id: str) 
     return int(pid)
 
 
+def _xcom(engine: Engine, task_id: str) -> object:
+    with engine.connect() as connection:
+        return json.loads(connection.scalar(select(XComModel.value).where(
+            XComModel.dag_id == DAG_ID, XComModel.task_id == task_id)))
+
+
+def test_a_try_reads_secrets_of_the_database_backend_through_its_supervisor(
+        engine: Engine, channel_dag: Path, scratch: Path) -> None:
+    from flow.secrets.connection import Connection
+    from flow.secrets.database import save_connection, save_variable
+    from flow.store.session import session_scope
+
+    with session_scope(engine) as session:
+        save_connection(Connection("warehouse", "postgres", host="db.example", port=5439,
+                                   password="s3cret", extra={"region": "eu-west-1"}),
+                        session=session)
+        save_variable("greeting", "hello", session=session)
+    executor = LocalExecutor(parallelism=2, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        reader = _run(executor, engine, channel_dag, "uses_secrets")
+    finally:
+        executor.shutdown(wait=True)
+    assert _xcom(engine, "uses_secrets") == {
+        "host": "db.example", "port": 5439, "password": True, "region": "eu-west-1",
+        "greeting": "hello", "missing": "fallback"}
+    assert reader not in _connected_pids(scratch)
+
+
 def test_a_try_reads_upstream_xcoms_through_its_supervisor_without_connecting(
         engine: Engine, channel_dag: Path, scratch: Path) -> None:
     executor = LocalExecutor(parallelism=2, workers=1, kill_grace=0.5)
@@ -96,10 +137,7 @@ def test_a_try_reads_upstream_xcoms_through_its_supervisor_without_connecting(
         called_back = _run(executor, engine, channel_dag, "called_back")
     finally:
         executor.shutdown(wait=True)
-    with engine.connect() as connection:
-        value = connection.scalar(select(XComModel.value).where(
-            XComModel.dag_id == DAG_ID, XComModel.task_id == "consume"))
-    assert json.loads(value) == [42, 41, "none"]
+    assert _xcom(engine, "consume") == [42, 41, "none"]
     connected = _connected_pids(scratch)
     assert control in connected  # the listener sees a try that connects
     assert consumer not in connected

@@ -9,6 +9,10 @@ connection, so a try that reads its upstream tasks' XComs neither connects to th
 runs the ORM in its own process: in a forked child, that first connection and the cold query
 path copied thousands of the worker's pages, about 18 ms of CPU per try.
 
+The same goes for the database secrets backend: ``{"request": "variable_get", "key": ...}``
+and ``{"request": "connection_get", "conn_id": ...}`` are answered with the stored variable and
+the decrypted connection (:func:`ask`), so a try that uses a hook does not connect either.
+
 When the supervisor is gone (the try outlived its worker) or has stopped listening (the try's
 end was already reported), :class:`SupervisorGone` is raised and the caller reads the database
 itself, as an unsupervised try does.
@@ -81,3 +85,22 @@ class SupervisorChannel:
     def close(self) -> None:
         """No more requests: the try's end is reported (the pipes then carry the state)."""
         self.open = False
+
+    def install(self) -> None:
+        """Make this the channel :func:`ask` uses in this process (a try's own process)."""
+        global _current
+        _current = self
+
+
+_current: SupervisorChannel | None = None
+
+
+def ask(op: str, **arguments: Any) -> tuple[bool, Any]:
+    """``(True, answer)`` from the supervisor of the try running in this process, or
+    ``(False, None)`` when there is none to ask (the caller reads the database itself)."""
+    if _current is None or not _current.open:
+        return False, None
+    try:
+        return True, _current.request(op, **arguments)
+    except SupervisorGone:
+        return False, None

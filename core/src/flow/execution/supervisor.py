@@ -447,12 +447,12 @@ class Supervisor:
         orphan = _Orphanhood(self.engine, self._parent_pid, self.heartbeat_interval, started)
         path = Path(command["log"])
         _redirect_output(path)
-        # The builtin backend's XComs are read through the supervisor (see channel).
-        channel = SupervisorChannel(result_fd, commands) if self._clears_xcoms else None
+        # Database reads go through the supervisor while it listens (see channel).
+        channel = SupervisorChannel(result_fd, commands)
+        channel.install()
 
         def report(end: TryEnd, wants_state: bool) -> str | None:
-            if channel is not None:
-                channel.close()
+            channel.close()
             orphan.ending()
             message = {"end": end.to_json(), "wants_state": wants_state,
                        "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
@@ -559,14 +559,30 @@ class Supervisor:
             return  # not running a try: the child is told nothing and reads the database
         op = message.get("request")
         try:
-            if op != "xcom_get":
+            value: Any
+            if op == "xcom_get":
+                value = self._xcom_records(message)
+            elif op in ("variable_get", "connection_get"):
+                value = self._secret(op, message)
+            else:
                 raise ValueError(f"unknown request {op!r}")
-            value: Any = self._xcom_records(message)
         except Exception as err:
             log.warning("could not answer %s of %s: %s", op, child.workload, err)
             self._send(child, {"error": f"{type(err).__name__}: {err}"})
             return
         self._send(child, {"value": value})
+
+    def _secret(self, op: str, message: dict[str, Any]) -> Any:
+        """A variable's stored text, or a connection with its secrets (decrypted: the try
+        asked the database backend for it), from the metadata database."""
+        from flow.secrets.database import load_connection, load_variable
+        from flow.store.session import session_scope
+
+        with session_scope(self.engine) as session:
+            if op == "variable_get":
+                return load_variable(str(message["key"]), session=session)
+            found = load_connection(str(message["conn_id"]), session=session)
+            return None if found is None else found.to_dict(reveal=True)
 
     def _xcom_records(self, message: dict[str, Any]) -> list[list[Any]]:
         """``[[task_id, map_index, stored text], ...]`` of the XComs a try asked for, in the
