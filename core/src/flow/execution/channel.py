@@ -13,9 +13,10 @@ The same goes for the database secrets backend: ``{"request": "variable_get", "k
 and ``{"request": "connection_get", "conn_id": ...}`` are answered with the stored variable and
 the decrypted connection (:func:`ask`), so a try that uses a hook does not connect either.
 
-When the supervisor is gone (the try outlived its worker) or has stopped listening (the try's
-end was already reported), :class:`SupervisorGone` is raised and the caller reads the database
-itself, as an unsupervised try does.
+The supervisor listens until the try's end is reported, and after it, until the process
+exits, when the try has callbacks to run. When it is gone (the try outlived its worker) or no
+longer listens, :class:`SupervisorGone` is raised and the caller reads the database itself, as
+an unsupervised try does.
 """
 
 from __future__ import annotations

@@ -469,6 +469,7 @@ class Supervisor:
                     return None
                 answer = commands.next()
                 if answer is not None:
+                    channel.open = True  # the callbacks' requests are answered too
                     return str(answer.get("state"))
             return orphan.finish(end, self.plugins)
 
@@ -555,8 +556,8 @@ class Supervisor:
     def _answer(self, child: _Child, message: dict[str, Any]) -> None:
         """Answer a running try's request (see :mod:`flow.execution.channel`) from this
         process's connection."""
-        if child.started is None or child.end is not None:
-            return  # not running a try: the child is told nothing and reads the database
+        if child.started is None or child.command_fd is None:
+            return  # not running a try (nor its callbacks): it is told nothing
         op = message.get("request")
         try:
             value: Any
@@ -625,8 +626,10 @@ class Supervisor:
             workload, end = child.workload, child.end
             assert workload is not None and end is not None
             if child.wants_state:
+                # Its callbacks run now: its requests are answered until it exits.
                 self._send(child, {"state": ended.state if ended.committed else TIS.RUNNING})
-            self._close_command(child)
+            else:
+                self._close_command(child)
             if self.children.get(workload.key) is child:
                 del self.children[workload.key]
             if not child.closed:
