@@ -10,11 +10,14 @@ chain-50 (50 no-op tasks in a chain), xcom-chain-50 (the same chain, each task r
 previous one's return value) and parse-1000 (1000 generated files of 10 tasks each);
 and ``idle``: the CPU of ``flow scheduler`` and its workers over 30 s with flow's example DAGs
 loaded and nothing to run.
-For fanout and chain, each repetition uses a fresh FLOW_HOME with the workload as its only DAG
-file and the local executor: the folder is parsed, the DAG unpaused, ``flow scheduler`` started
-as a subprocess and, once it is idle, a run is triggered; the wall time runs from the trigger to
-the run's ``end_date`` as the scheduler committed it (the bench looks at the row every 50 ms and
-samples nothing else meanwhile: on two cores its own work would slow what it measures). Peak
+For fanout and the chains, each repetition uses a fresh FLOW_HOME with the workload as its only
+DAG file and the local executor: the folder is parsed, the DAG unpaused, ``flow scheduler``
+started as a subprocess and, once it is idle, a run is triggered; the wall time runs from the
+trigger to the run's ``end_date`` as the scheduler committed it (the bench looks at the row every
+50 ms and samples nothing else meanwhile: on two cores its own work would slow what it
+measures). The CPU the run cost, read from /proc before the trigger and once it ended, is
+printed per task and by role: the scheduler, its workers, the tries (the workers' children) and
+the database server's processes. Peak
 memory is taken in a second run of each repetition: it sums the scheduler and every descendant
 (workers, tries, parse processes), sampled every 50 ms from /proc: PSS, which counts a page
 shared by several processes once in all (a forked try shares most of its worker's), is the
@@ -66,6 +69,44 @@ class RunFigures:
     peak_rss_mb: float
     peak_pss_mb: float
     states: dict[str, int] = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # role -> CPU over the run
+
+
+def _stat_ticks(pid: int) -> tuple[str, list[int]]:
+    """A process's name and its utime, stime, cutime, cstime (clock ticks)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        text = handle.read()
+    fields = text.rsplit(")", 1)[1].split()
+    return text[text.index("(") + 1:text.rindex(")")], [int(f) for f in fields[11:15]]
+
+
+def role_ticks(scheduler: int) -> dict[str, int]:
+    """CPU clock ticks so far by role: the scheduler (with the parse processes it waited for),
+    the executor's workers, the tries (the workers' children, live and reaped), and the
+    database server's processes (PostgreSQL, MariaDB; none for SQLite)."""
+    ticks = {"scheduler": 0, "workers": 0, "tries": 0, "database": 0}
+    pending = [(scheduler, "scheduler")]
+    while pending:
+        pid, role = pending.pop()
+        try:
+            _, (utime, stime, cutime, cstime) = _stat_ticks(pid)
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                worker = b"local_worker" in handle.read()
+        except OSError:
+            continue
+        if role == "scheduler" and worker:
+            role = "workers"
+        ticks[role] += utime + stime
+        ticks["scheduler" if role == "scheduler" else "tries"] += cutime + cstime
+        pending += [(child, "tries" if role != "scheduler" else role)
+                    for child in _children(pid)]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                name, (utime, stime, _, _) = _stat_ticks(int(entry))
+                if name in ("postgres", "mariadbd", "mysqld"):
+                    ticks["database"] += utime + stime
+    return ticks
 
 
 # ------------------------------------------------------------------------------ process tree
@@ -275,6 +316,7 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
     with scheduler_process(home, engine) as scheduler:
         memory = PeakRss(scheduler.pid) if sample_memory else contextlib.nullcontext()
         with memory:
+            before = role_ticks(scheduler.pid) if not sample_memory else {}
             began = datetime.now(UTC)
             run = trigger_dag_run(dag_id, actor=ACTOR, source="cli")
             ended = select(DagRun.state, DagRun.end_date).where(DagRun.dag_id == dag_id,
@@ -286,11 +328,14 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
                     state, end_date = connection.execute(ended).one()
                     connection.rollback()
                     if state in ("success", "failed"):
+                        after = role_ticks(scheduler.pid) if not sample_memory else {}
                         break
                     if time.monotonic() > deadline or scheduler.poll() is not None:
                         raise SystemExit(f"{name}: run still {state}; "
                                          f"see {home / 'scheduler.log'}")
             wall = (end_date - began).total_seconds()
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    cpu_ms = {role: (after[role] - before[role]) * tick_ms for role in before}
     with session_scope(engine) as session:
         rows = session.execute(select(TaskInstance.task_id, TaskInstance.state,
                                       TaskInstance.start_date, TaskInstance.end_date)
@@ -307,7 +352,7 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
     if state != "success":
         print(f"  {name}: the run ended {state}: {states}")
     peak = (memory.peak, memory.peak_pss) if isinstance(memory, PeakRss) else (0.0, 0.0)
-    return RunFigures(wall, len(rows), hops, *peak, states)
+    return RunFigures(wall, len(rows), hops, *peak, states, cpu_ms)
 
 
 # ------------------------------------------------------------------------------------- parse
@@ -419,6 +464,10 @@ def _workload_rows(name: str, runs: list[RunFigures],
         _row(f"{label} trigger-to-success", f"{wall:.2f} s" + each(walls, "{:.2f}"),
              "<= 0.5 s" if fanout else "", wall <= 0.5 if fanout else None),
         _row(f"{label} per-task overhead", f"{per_task:.1f} ms", "", None),
+        _row(f"{label} CPU per task: scheduler / workers / tries / database",
+             " / ".join(f"{statistics.median(r.cpu_ms[role] / r.tasks for r in runs):.1f}"
+                        for role in ("scheduler", "workers", "tries", "database")) + " ms",
+             "", None),
         _row(f"{label} hop p50 / p99",
              f"{statistics.median(p50s):.1f} / {p99:.1f} ms" + each(p50s, "{:.1f}"),
              "p50 <= 5 ms" if chain else "",
