@@ -44,6 +44,13 @@ def consume(value, ti):
             ti.xcom_pull(task_ids="never_ran", default="none")]
 
 
+def pulls_in_thread(ti):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # another thread reads the database itself
+        return pool.submit(lambda: ti.xcom_pull(task_ids="produce")["n"]).result()
+
+
 def after_success(context):  # runs once the end is committed
     (SCRATCH / "callback").write_text(json.dumps(context["ti"].xcom_pull(task_ids="produce")))
 
@@ -70,6 +77,7 @@ with DAG("channel", schedule=None, start_date=datetime(2024, 1, 1)):
                    on_success_callback=after_success)
     PythonOperator(task_id="never_ran", python_callable=produce)
     PythonOperator(task_id="connects", python_callable=connects)
+    PythonOperator(task_id="pulls_in_thread", python_callable=pulls_in_thread)
     PythonOperator(task_id="uses_secrets", python_callable=uses_secrets)
 '''
 
@@ -135,9 +143,11 @@ def test_a_try_reads_upstream_xcoms_through_its_supervisor_without_connecting(
         consumer = _run(executor, engine, channel_dag, "consume")
         control = _run(executor, engine, channel_dag, "connects")
         called_back = _run(executor, engine, channel_dag, "called_back")
+        _run(executor, engine, channel_dag, "pulls_in_thread")
     finally:
         executor.shutdown(wait=True)
     assert _xcom(engine, "consume") == [42, 41, "none"]
+    assert _xcom(engine, "pulls_in_thread") == 41
     connected = _connected_pids(scratch)
     assert control in connected  # the listener sees a try that connects
     assert consumer not in connected

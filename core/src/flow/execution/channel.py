@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from typing import Any
 
 
@@ -65,15 +66,25 @@ class SupervisorChannel:
 
     def request(self, op: str, **arguments: Any) -> Any:
         """Send one request and wait for its answer; its ``value``, or :class:`SupervisorGone`,
-        or a :class:`RuntimeError` with the supervisor's error."""
-        if not self.open:
+        or a :class:`RuntimeError` with the supervisor's error.
+
+        Only the try's main thread asks (another thread gets :class:`SupervisorGone` and reads
+        the database): one exchange at a time, and only the main thread may ignore the
+        ``SIGPIPE`` of a supervisor that died. An exchange cut short (the task's timeout
+        raised in the middle of it) closes the channel, since its answer would be read as the
+        next one's."""
+        if not self.open or threading.current_thread() is not threading.main_thread():
             raise SupervisorGone(op)
         previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        answer: dict[str, Any] | None = None
         try:
             write_all(self.result_fd, (json.dumps({"request": op, **arguments}) + "\n").encode())
             answer = self.commands.next()
         except OSError:
             answer = None
+        except BaseException:
+            self.open = False
+            raise
         finally:
             signal.signal(signal.SIGPIPE, previous)
         if answer is None or ("value" not in answer and "error" not in answer):

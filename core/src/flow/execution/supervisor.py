@@ -468,6 +468,8 @@ class Supervisor:
                 if not wants_state:
                     return None
                 answer = commands.next()
+                while answer is not None and "state" not in answer:  # a cut-short request's
+                    answer = commands.next()
                 if answer is not None:
                     channel.open = True  # the callbacks' requests are answered too
                     return str(answer.get("state"))
