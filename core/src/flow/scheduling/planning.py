@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from flow.execution.runtime import DagRunSnapshot
@@ -49,6 +49,8 @@ _COLUMNS = ("id", "dag_id", "run_id", "task_id", "map_index", "state", "try_numb
 # Built once: building a statement costs more than running it, on every evaluation.
 _LOAD_TIS = select(*(TI_TABLE.c[name] for name in _COLUMNS)).where(
     TI_TABLE.c.dag_id == bindparam("dag_id"), TI_TABLE.c.run_id == bindparam("run_id"))
+_LOAD_RUNS_TIS = select(*(TI_TABLE.c[name] for name in _COLUMNS)).where(
+    tuple_(TI_TABLE.c.dag_id, TI_TABLE.c.run_id).in_(bindparam("runs", expanding=True)))
 _STATES = select(TI_TABLE.c.id, TI_TABLE.c.state).where(
     TI_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 # (from no state, to a finished state) -> the guarded update of many rows
@@ -117,11 +119,31 @@ class RunOutcome:
     waiting: int = 0  # task instances scheduled or up_for_retry: the queue step has work
 
 
+def load_task_instances(session: Session,
+                        runs: list[tuple[str, str]]) -> dict[tuple[str, str], list[TiRow]]:
+    """The task instances of each (dag_id, run_id) in ``runs``: on a database server in one
+    query whatever the number of runs (a catch-up evaluates many at once); on SQLite, whose
+    planner does not use the index for a list of pairs and which has no round trip to save,
+    one indexed query per run."""
+    found: dict[tuple[str, str], list[TiRow]] = {key: [] for key in runs}
+    if not runs:
+        return found
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" or len(runs) == 1:
+        rows = [row for dag_id, run_id in runs
+                for row in connection.execute(_LOAD_TIS, {"dag_id": dag_id, "run_id": run_id})]
+    else:
+        rows = list(connection.execute(_LOAD_RUNS_TIS, {"runs": list(runs)}))
+    for row in rows:
+        found[(row.dag_id, row.run_id)].append(TiRow(*row))
+    return found
+
+
 class RunEvaluator:
     def __init__(self, session: Session, run: RunRow, dag: SerializedDag, xcom_backend: Any,
                  now: datetime | None = None,
                  known_decisions: dict[str, tuple[tuple[tuple[int, int], ...], Any]] | None
-                 = None) -> None:
+                 = None, tis: list[TiRow] | None = None) -> None:
         self.session, self.run, self.dag = session, run, dag
         self.xcom = xcom_backend
         # task_id -> (the (map_index, try_number) of its successful instances, the branch
@@ -130,7 +152,8 @@ class RunEvaluator:
         self.known_decisions = {} if known_decisions is None else known_decisions
         self.now = now or utcnow()
         self.outcome = RunOutcome()
-        self.tis = [TiRow(*row) for row in session.connection().execute(
+        # ``tis``: loaded with the other runs' (load_task_instances), else read here.
+        self.tis = tis if tis is not None else [TiRow(*row) for row in session.connection().execute(
             _LOAD_TIS, {"dag_id": run.dag_id, "run_id": run.run_id})]
         self._followed: dict[str, Any] | None = None
         # task_id -> upstream successes it can see and still wait, for each task left

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from flow.execution.runtime import DagRunSnapshot, TaskInstanceSnapshot
 from flow.scheduling.crashpoints import crash_point
 from flow.scheduling.dagruns import RetryPolicy, create_dag_run, rowcount, run_id_for
-from flow.scheduling.planning import RUN_COLUMNS, RunEvaluator, RunRow
+from flow.scheduling.planning import RUN_COLUMNS, RunEvaluator, RunRow, load_task_instances
 from flow.scheduling.serialization import SerializedDag
 from flow.scheduling.timetables import DataInterval, TimeRestriction
 from flow.states import DagRunState, DagRunType
@@ -322,6 +322,7 @@ class RunManager:
                 for row in session.connection().execute(query)]
         # Queued runs are counted only when asked (`has_unfinished`), not on every event.
         self._unfinished = True if rows else None
+        tis = load_task_instances(session, [(run.dag_id, run.run_id) for run, _, _ in rows])
         for run, dag_hash, fileloc in rows:
             try:
                 dag = self.serialized(session, run.dag_id, dag_hash)
@@ -330,7 +331,7 @@ class RunManager:
             key = (run.dag_id, run.run_id)
             decisions[key] = self._decisions.get(key, {})
             evaluator = RunEvaluator(session, run, dag, self.xcom_backend(),
-                                     known_decisions=decisions[key])
+                                     known_decisions=decisions[key], tis=tis[key])
             outcome = evaluator.evaluate()
             if not self._depends_on_past.get(run.dag_id, True):
                 undecided[key] = (dag, {
