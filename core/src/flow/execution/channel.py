@@ -94,6 +94,13 @@ class SupervisorChannel:
             raise RuntimeError(f"the supervisor could not answer {op}: {answer['error']}")
         return answer["value"]
 
+    def ask(self, op: str, **arguments: Any) -> tuple[bool, Any]:
+        """``(True, answer)``, or ``(False, None)`` when the supervisor cannot be asked."""
+        try:
+            return True, self.request(op, **arguments)
+        except SupervisorGone:
+            return False, None
+
     def close(self) -> None:
         """No more requests: the try's end is reported (the pipes then carry the state)."""
         self.open = False
@@ -110,9 +117,4 @@ _current: SupervisorChannel | None = None
 def ask(op: str, **arguments: Any) -> tuple[bool, Any]:
     """``(True, answer)`` from the supervisor of the try running in this process, or
     ``(False, None)`` when there is none to ask (the caller reads the database itself)."""
-    if _current is None or not _current.open:
-        return False, None
-    try:
-        return True, _current.request(op, **arguments)
-    except SupervisorGone:
-        return False, None
+    return (False, None) if _current is None else _current.ask(op, **arguments)

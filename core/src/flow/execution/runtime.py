@@ -143,8 +143,12 @@ class RuntimeTaskInstance:
             indexes = list(map_indexes)
         else:
             indexes = None if mapped else [-1]
-        values = self._pull_through_supervisor(task_id, key, indexes)
-        if values is None:
+        asked, rows = (False, []) if self._channel is None else self._channel.ask(
+            "xcom_get", dag_id=self.dag_id, run_id=self.run_id, task_ids=[task_id], key=key,
+            map_indexes=indexes)
+        if asked:
+            values = [self._xcom.deserialize(text) for _, _, text in rows]
+        else:
             with session_scope(self._engine) as session:
                 records = self._xcom.get_many(dag_id=self.dag_id, run_id=self.run_id,
                                               task_ids=[task_id], key=key,
@@ -153,21 +157,6 @@ class RuntimeTaskInstance:
         if isinstance(map_indexes, int) or (indexes == [-1] and not mapped):
             return values[0] if values else default
         return values
-
-    def _pull_through_supervisor(self, task_id: str, key: str,
-                                 indexes: list[int] | None) -> list[Any] | None:
-        """The values the supervisor read, in map index order; None without a supervisor
-        to ask."""
-        from flow.execution.channel import SupervisorGone
-
-        if self._channel is None or not self._channel.open:
-            return None
-        try:
-            rows = self._channel.request("xcom_get", dag_id=self.dag_id, run_id=self.run_id,
-                                         task_ids=[task_id], key=key, map_indexes=indexes)
-        except SupervisorGone:
-            return None
-        return [self._xcom.deserialize(text) for _, _, text in rows]
 
     # ------------------------------------------------------------------------------ branches
 

@@ -10,10 +10,12 @@ run. It owns the try's state in the database; the child runs the task:
 * **run**: the child puts itself in a new process group (so the whole tree the task starts can
   be killed at once), points file descriptors 1 and 2 at the try's log file (output streams to
   disk, a subprocess's output lands there too) and 0 at ``/dev/null``, drops the database
-  connections it inherited (``engine.dispose(close=False)``: it reconnects only if the task
-  reads variables or connections, or XComs of another backend than the builtin one), and runs
-  the task (:func:`~flow.execution.task_runner.run_started_try`); the builtin backend's XComs
-  it reads are asked of the supervisor over the same pipes (:mod:`flow.execution.channel`);
+  connections it inherited (``engine.dispose(close=False)``), and runs the task
+  (:func:`~flow.execution.task_runner.run_started_try`); what it reads from the metadata
+  database (the builtin backend's XComs, the database secrets backend's variables and
+  connections) it asks of the supervisor over the same pipes (:mod:`flow.execution.channel`),
+  and it connects itself only for another XCom backend, from another thread, or once its
+  supervisor is gone;
 * **finish**: the child writes the try's end, with the XComs it pushed, as a JSON line on its
   result pipe; the supervisor commits the ends that arrived together in one transaction
   (guarded ``running -> ...``; :func:`~flow.execution.task_runner.finish_tries`), sends the

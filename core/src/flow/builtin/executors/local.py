@@ -134,7 +134,7 @@ class LocalExecutor(BaseExecutor):
         """Have every worker import ``dag_file`` while it is idle (before a workload of it
         arrives), and every worker started later too."""
         with self._lock:
-            if self._prepared.get(dag_file, "") == dag_hash:
+            if dag_file in self._prepared and self._prepared[dag_file] == dag_hash:
                 return
             self._prepared[dag_file] = dag_hash
             workers = list(self._workers)
