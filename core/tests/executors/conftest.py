@@ -6,10 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor_helpers import LEDGER, create_run
+from executor_helpers import LEDGER, write_dag_with_run
 from sqlalchemy import Engine
-
-from flow.scheduling.dagbag import load_dag_file
 
 DAG_SOURCE = '''
 import os, signal, subprocess, time
@@ -104,8 +102,4 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def dag_file(flow_home: Path, engine: Engine, scratch: Path) -> Path:
     """The DAG file of misbehaving tasks, with its DAG run created (every task state none)."""
-    path = flow_home / "dags" / "misbehaving.py"
-    path.write_text(DAG_SOURCE)
-    [dag] = load_dag_file(path).dags
-    create_run(engine, dag)
-    return path
+    return write_dag_with_run(flow_home / "dags" / "misbehaving.py", DAG_SOURCE, engine)

@@ -51,6 +51,16 @@ def create_run(engine: Engine, dag: Any) -> None:
                                      operator=task.task_type))
 
 
+def write_dag_with_run(path: Path, source: str, engine: Engine) -> Path:
+    """Write the DAG file ``path`` and create its run (every task instance state none)."""
+    from flow.scheduling.dagbag import load_dag_file
+
+    path.write_text(source)
+    [dag] = load_dag_file(path).dags
+    create_run(engine, dag)
+    return path
+
+
 def queue(engine: Engine, dag_file: Path, dag_id: str, task_id: str,
           try_number: int = 1) -> TaskWorkload:
     """Queue ``task_id`` for ``try_number`` (what the scheduler does) and return its workload."""

@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from executor_helpers import collect, create_run, finals, queue
+from executor_helpers import collect, finals, queue, write_dag_with_run
 from sqlalchemy import Engine, select
 
 from flow.builtin.executors.local import LocalExecutor
-from flow.scheduling.dagbag import load_dag_file
 from flow.store.models import XComModel
 
 DAG_ID = "channel"
@@ -84,11 +83,7 @@ with DAG("channel", schedule=None, start_date=datetime(2024, 1, 1)):
 
 @pytest.fixture
 def channel_dag(flow_home: Path, engine: Engine, scratch: Path) -> Path:
-    path = flow_home / "dags" / "channel.py"
-    path.write_text(DAG_SOURCE)
-    [dag] = load_dag_file(path).dags
-    create_run(engine, dag)
-    return path
+    return write_dag_with_run(flow_home / "dags" / "channel.py", DAG_SOURCE, engine)
 
 
 def _connected_pids(scratch: Path) -> set[int]:
