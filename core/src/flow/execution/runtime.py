@@ -11,11 +11,12 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any
 
 from flow.scheduling.deps import FOLLOWED_XCOM_KEY
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 RETURN_VALUE = "return_value"
 _NOTHING = object()

@@ -52,9 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, select, update
+from typing import TYPE_CHECKING, Any
 
 from flow.execution.channel import Lines, SupervisorChannel, write_all
 from flow.execution.logs import LOG_FORMAT, log_path
@@ -75,9 +73,10 @@ from flow.execution.task_runner import (
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload
 from flow.scheduling.deps import FOLLOWED_XCOM_KEY
 from flow.states import TaskInstanceState as TIS
-from flow.store.models import TaskInstance, TaskInstanceTry
-from flow.store.session import is_fork_safe
 from flow.utils.timezone import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger("flow.supervisor")
 
@@ -425,6 +424,8 @@ class Supervisor:
         if null_fd != 0:
             os.dup2(null_fd, 0)
             os.close(null_fd)
+        from flow.store.session import is_fork_safe
+
         if not is_fork_safe(self.engine):  # else its pool drops inherited connections itself
             self.engine.dispose(close=False)
 
@@ -891,7 +892,10 @@ def end_dead_try(engine: Engine, workload: TaskWorkload, reason: str, task: Any,
     """End a try whose process died while running: ``up_for_retry`` while tries remain, else
     ``failed``, guarded by ``state = 'running' AND try_number = N``. Returns the task
     instance's state afterwards (whoever set it), or None if the try never started."""
+    from sqlalchemy import select, update
+
     from flow.secrets.masking import redact
+    from flow.store.models import TaskInstance, TaskInstanceTry
     from flow.store.session import session_scope
 
     key, try_number, now = workload.key, workload.try_number, utcnow()
@@ -942,6 +946,9 @@ def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
     the reason in its log; guarded by ``state = 'queued' AND try_number = N``, and announced to
     ``plugins``. Returns the new state, or None when the try was not queued (a late or
     duplicate delivery)."""
+    from sqlalchemy import update
+
+    from flow.store.models import TaskInstance
     from flow.store.session import session_scope
 
     key, now = workload.key, utcnow()

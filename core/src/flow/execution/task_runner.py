@@ -40,6 +40,7 @@ detection or a user ended it), it stops that task the same way.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -52,18 +53,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
-
-from sqlalchemy import Engine, and_, bindparam, delete, insert, select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING, Any, TextIO
 
 from flow.exceptions import FlowException, TaskFailedNoRetry, TaskSkipped, TaskTimeout
 from flow.execution.context import build_context
 from flow.execution.logs import base_log_folder, capture_task_output, log_path
 from flow.execution.runtime import DagRunSnapshot, RuntimeTaskInstance, TaskInstanceSnapshot
 from flow.states import TaskInstanceState as TIS
-from flow.store.models import DagRun, TaskInstance, TaskInstanceTry, XComModel
 from flow.utils.timezone import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger("flow.task")
 
@@ -386,7 +386,7 @@ def heartbeat_tries(engine: Engine, tries: list[tuple[int, int]]) -> list[bool]:
     or a user ended it): its supervisor stops it."""
     now = utcnow()
     with engine.begin() as connection:
-        return [bool(connection.execute(_HEARTBEAT, {
+        return [bool(connection.execute(_sql().heartbeat, {
             "w_id": ti_id, "w_state": TIS.RUNNING, "w_try_number": try_number,
             "last_heartbeat_at": now}).rowcount) for ti_id, try_number in tries]
 
@@ -473,40 +473,71 @@ class _TaskRow:
     max_tries: int
 
 
-# The statements of a try, built once per process: building a statement costs more than
-# running it on SQLite, and SQLAlchemy caches each one's compiled form per engine, so a warm
-# worker's forked children never compile. Values are bound at execution.
-_TI, _RUN, _TRY = TaskInstance.__table__, DagRun.__table__, TaskInstanceTry.__table__
-_LOAD = (
-    select(_TI.c.id, _TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index, _TI.c.state,
-           _TI.c.try_number, _TI.c.max_tries, _RUN.c.logical_date, _RUN.c.data_interval_start,
-           _RUN.c.data_interval_end, _RUN.c.run_type, _RUN.c.state.label("run_state"),
-           _RUN.c.conf, _RUN.c.start_date.label("run_start_date"), _TI.c.pid, _TI.c.hostname)
-    .join_from(_TI, _RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id))
-    .where(_TI.c.dag_id == bindparam("w_dag_id"), _TI.c.run_id == bindparam("w_run_id"),
-           _TI.c.task_id == bindparam("w_task_id"), _TI.c.map_index == bindparam("w_map_index")))
-_LOAD_MANY = (
-    select(*_LOAD.selected_columns)
-    .join_from(_TI, _RUN, and_(_RUN.c.dag_id == _TI.c.dag_id, _RUN.c.run_id == _TI.c.run_id))
-    .where(tuple_(_TI.c.dag_id, _TI.c.run_id, _TI.c.task_id, _TI.c.map_index)
-           .in_(bindparam("w_keys", expanding=True))))
-_RUNNING_NOW = select(_TI.c.id, _TI.c.try_number, _TI.c.pid, _TI.c.hostname).where(
-    _TI.c.id.in_(bindparam("w_ids", expanding=True)), _TI.c.state == TIS.RUNNING)
-_ENDED_NOW = select(_TI.c.id, _TI.c.state, _TI.c.try_number, _TI.c.end_date).where(
-    _TI.c.id.in_(bindparam("w_ids", expanding=True)))
-_GUARDED_TI = update(_TI).where(_TI.c.id == bindparam("w_id"),
-                                _TI.c.state == bindparam("w_state"),
-                                _TI.c.try_number == bindparam("w_try_number"))
-_INSERT_TRY = insert(_TRY)
-_UPDATE_TRY = update(_TRY).where(_TRY.c.task_instance_id == bindparam("w_id"),
-                                 _TRY.c.try_number == bindparam("w_try_number"))
-_HEARTBEAT = _GUARDED_TI  # with only last_heartbeat_at set
-_XCOM = XComModel.__table__
-_CLEAR_XCOMS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"))
-_CLEAR_XCOMS_MANY = delete(_XCOM).where(
-    _XCOM.c.task_instance_id.in_(bindparam("w_ids", expanding=True)))
-_DELETE_XCOM_KEYS = delete(_XCOM).where(_XCOM.c.task_instance_id == bindparam("w_id"),
-                                        _XCOM.c.key.in_(bindparam("w_keys", expanding=True)))
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of a try, built once per process on first use (:func:`_sql`): building
+    a statement costs more than running it on SQLite, and SQLAlchemy caches each one's
+    compiled form per engine, so a warm worker's forked children never compile. Values are
+    bound at execution. Built on first use, not at import: a try's process that runs only the
+    task does not import SQLAlchemy for them."""
+
+    load: Any
+    load_many: Any
+    running_now: Any
+    ended_now: Any
+    guarded_ti: Any
+    insert_try: Any
+    update_try: Any
+    heartbeat: Any
+    insert_xcoms: Any
+    clear_xcoms: Any
+    clear_xcoms_many: Any
+    delete_xcom_keys: Any
+
+
+@functools.cache
+def _sql() -> _Statements:
+    from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
+
+    from flow.store.models import DagRun, TaskInstance, TaskInstanceTry, XComModel
+
+    ti, run, tries = TaskInstance.__table__, DagRun.__table__, TaskInstanceTry.__table__
+    xcom = XComModel.__table__
+    load = (
+        select(ti.c.id, ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.map_index, ti.c.state,
+               ti.c.try_number, ti.c.max_tries, run.c.logical_date, run.c.data_interval_start,
+               run.c.data_interval_end, run.c.run_type, run.c.state.label("run_state"),
+               run.c.conf, run.c.start_date.label("run_start_date"), ti.c.pid, ti.c.hostname)
+        .join_from(ti, run, and_(run.c.dag_id == ti.c.dag_id, run.c.run_id == ti.c.run_id))
+        .where(ti.c.dag_id == bindparam("w_dag_id"), ti.c.run_id == bindparam("w_run_id"),
+               ti.c.task_id == bindparam("w_task_id"),
+               ti.c.map_index == bindparam("w_map_index")))
+    guarded_ti = update(ti).where(ti.c.id == bindparam("w_id"),
+                                  ti.c.state == bindparam("w_state"),
+                                  ti.c.try_number == bindparam("w_try_number"))
+    return _Statements(
+        load=load,
+        load_many=(
+            select(*load.selected_columns)
+            .join_from(ti, run, and_(run.c.dag_id == ti.c.dag_id, run.c.run_id == ti.c.run_id))
+            .where(tuple_(ti.c.dag_id, ti.c.run_id, ti.c.task_id, ti.c.map_index)
+                   .in_(bindparam("w_keys", expanding=True)))),
+        running_now=select(ti.c.id, ti.c.try_number, ti.c.pid, ti.c.hostname).where(
+            ti.c.id.in_(bindparam("w_ids", expanding=True)), ti.c.state == TIS.RUNNING),
+        ended_now=select(ti.c.id, ti.c.state, ti.c.try_number, ti.c.end_date).where(
+            ti.c.id.in_(bindparam("w_ids", expanding=True))),
+        guarded_ti=guarded_ti,
+        insert_try=insert(tries),
+        update_try=update(tries).where(tries.c.task_instance_id == bindparam("w_id"),
+                                       tries.c.try_number == bindparam("w_try_number")),
+        heartbeat=guarded_ti,  # with only last_heartbeat_at set
+        insert_xcoms=insert(xcom),
+        clear_xcoms=delete(xcom).where(xcom.c.task_instance_id == bindparam("w_id")),
+        clear_xcoms_many=delete(xcom).where(
+            xcom.c.task_instance_id.in_(bindparam("w_ids", expanding=True))),
+        delete_xcom_keys=delete(xcom).where(
+            xcom.c.task_instance_id == bindparam("w_id"),
+            xcom.c.key.in_(bindparam("w_keys", expanding=True))))
 
 
 @dataclass(frozen=True)
@@ -551,6 +582,8 @@ def start_tries(engine: Engine, requests: list[StartRequest], *, expected_state:
     """Start many tries in one transaction (see :func:`_start_in`); per request, the started
     try (None: no such task instance) and a refusal message ("" when it started). A unique
     violation (one of them was already started) retries them one transaction each."""
+    from sqlalchemy.exc import IntegrityError
+
     now, hostname = utcnow(), _host()
     keys = {(r.dag_id, r.run_id, r.task_id, r.map_index) for r in requests}
     try:
@@ -573,7 +606,7 @@ def find_started_try(engine: Engine, request: StartRequest) -> StartedTry | None
     (``running`` at ``request.try_number``), or None: how a child whose supervisor died between
     committing its start and telling it learns that it must run its try."""
     with engine.connect() as connection:
-        found = connection.execute(_LOAD, _load_params(request)).one_or_none()
+        found = connection.execute(_sql().load, _load_params(request)).one_or_none()
     if (found is None or found.state != TIS.RUNNING or found.try_number != request.try_number
             or found.pid != request.pid or found.hostname != _host()):
         return None
@@ -581,7 +614,7 @@ def find_started_try(engine: Engine, request: StartRequest) -> StartedTry | None
 
 
 def _started_from(found: Any) -> StartedTry:
-    """The task instance and run of a ``_LOAD`` row."""
+    """The task instance and run of a row of the load statement (:func:`_sql`)."""
     return StartedTry(
         _TaskRow(found.id, found.dag_id, found.run_id, found.task_id, found.map_index,
                  found.state, found.try_number, found.max_tries),
@@ -622,19 +655,20 @@ def _start_many(connection: Any, requests: list[StartRequest], expected_state: s
                 else read.row.try_number
             updates.append(_running_values(read.row.id, expected_state, number, request.pid,
                                            now, hostname))
-    changed = connection.execute(_GUARDED_TI, updates).rowcount if updates else 0
+    sql = _sql()
+    changed = connection.execute(sql.guarded_ti, updates).rowcount if updates else 0
     if changed == len(updates):
         started = {u["w_id"] for u in updates}
     else:
         ours = {u["w_id"]: (u["w_try_number"], u["pid"]) for u in updates}
-        started = {row.id for row in connection.execute(_RUNNING_NOW, {"w_ids": sorted(ours)})
+        started = {row.id for row in connection.execute(sql.running_now, {"w_ids": sorted(ours)})
                    if ours[row.id] == (row.try_number, row.pid) and row.hostname == hostname}
     if started:
-        connection.execute(_INSERT_TRY, [_try_row(u) for u in updates if u["w_id"] in started])
+        connection.execute(sql.insert_try, [_try_row(u) for u in updates if u["w_id"] in started])
         earlier = sorted(u["w_id"] for u in updates
                          if u["w_id"] in started and _has_earlier_tries(u))
         if clear_xcoms and earlier:
-            connection.execute(_CLEAR_XCOMS_MANY, {"w_ids": earlier})
+            connection.execute(sql.clear_xcoms_many, {"w_ids": earlier})
     numbers = {u["w_id"]: u["w_try_number"] for u in updates}
     results: list[tuple[StartedTry | None, str]] = []
     for request, read in zip(requests, reads, strict=True):
@@ -650,12 +684,15 @@ def _start_many(connection: Any, requests: list[StartRequest], expected_state: s
 
 
 def _load_many(connection: Any, requests: list[StartRequest]) -> list[Any]:
-    """The ``_LOAD`` rows of ``requests``: in one query on a server; on SQLite, whose planner
-    scans the whole table for a row-value ``IN``, one indexed lookup each (no round trips)."""
+    """The load statement's rows of ``requests``: in one query on a server; on SQLite, whose
+    planner scans the whole table for a row-value ``IN``, one indexed lookup each (no round
+    trips)."""
+    sql = _sql()
     if connection.dialect.name == "sqlite":
         return [row for r in requests
-                if (row := connection.execute(_LOAD, _load_params(r)).one_or_none()) is not None]
-    return list(connection.execute(_LOAD_MANY, {"w_keys": [
+                if (row := connection.execute(sql.load, _load_params(r)).one_or_none())
+                is not None]
+    return list(connection.execute(sql.load_many, {"w_keys": [
         (r.dag_id, r.run_id, r.task_id, r.map_index) for r in requests]}))
 
 
@@ -702,18 +739,18 @@ def _start_in(connection: Any, request: StartRequest, expected_state: str, clear
     """Read the task instance and its run, move ``expected_state -> running``, record the try
     and clear the instance's XComs of earlier tries, in the caller's transaction. A refused
     start changes nothing."""
-    found = connection.execute(_LOAD, _load_params(request)).one_or_none()
+    found = connection.execute(_sql().load, _load_params(request)).one_or_none()
     if found is None:
         return None, _not_found(request)
     read = _started_from(found)
     row, run = read.row, read.run
     number = request.try_number if request.try_number is not None else row.try_number
     running = _running_values(row.id, expected_state, number, request.pid, now, hostname)
-    if not connection.execute(_GUARDED_TI, running).rowcount:
+    if not connection.execute(_sql().guarded_ti, running).rowcount:
         return read, _refused(row, number, expected_state)
-    connection.execute(_INSERT_TRY, _try_row(running))
+    connection.execute(_sql().insert_try, _try_row(running))
     if clear_xcoms and _has_earlier_tries(running):
-        connection.execute(_CLEAR_XCOMS, {"w_id": row.id})
+        connection.execute(_sql().clear_xcoms, {"w_id": row.id})
     return StartedTry(replace(row, state=TIS.RUNNING, try_number=number), run), ""
 
 
@@ -776,9 +813,10 @@ def finish_tries(engine: Engine, ends: list[tuple[_TaskRow, int, TryEnd]]) -> li
                 continue
             results.append(EndResult(True, end.state))
             if end.xcoms:
-                connection.execute(_DELETE_XCOM_KEYS, {"w_id": row.id,
-                                                       "w_keys": sorted(end.xcoms)})
-                connection.execute(insert(_XCOM), [
+                sql = _sql()
+                connection.execute(sql.delete_xcom_keys, {"w_id": row.id,
+                                                          "w_keys": sorted(end.xcoms)})
+                connection.execute(sql.insert_xcoms, [
                     {"task_instance_id": row.id, "dag_id": row.dag_id, "run_id": row.run_id,
                      "task_id": row.task_id, "map_index": row.map_index, "key": key,
                      "value": text, "timestamp": now} for key, text in end.xcoms.items()])
@@ -796,12 +834,14 @@ def _finish_many(connection: Any, ends: list[tuple[_TaskRow, int, TryEnd]],
     for row, try_number, end in ends:
         values = _end_values(row.id, try_number, end, now)
         shapes.setdefault(tuple(sorted(values)), []).append(values)
-    changed = sum(connection.execute(_GUARDED_TI, batch).rowcount for batch in shapes.values())
-    connection.execute(_UPDATE_TRY, [_try_end_values(row.id, try_number, end, now)
-                                     for row, try_number, end in ends])
+    sql = _sql()
+    changed = sum(connection.execute(sql.guarded_ti, batch).rowcount
+                  for batch in shapes.values())
+    connection.execute(sql.update_try, [_try_end_values(row.id, try_number, end, now)
+                                        for row, try_number, end in ends])
     if changed == len(ends):
         return {row.id: _Ended(end.state, try_number, now) for row, try_number, end in ends}
-    found = {r.id: r for r in connection.execute(_ENDED_NOW,
+    found = {r.id: r for r in connection.execute(sql.ended_now,
                                                  {"w_ids": sorted({r.id for r, _, _ in ends})})}
     return {row.id: found.get(row.id) for row, _, _ in ends}
 
@@ -900,6 +940,8 @@ def warm_up(engine: Engine, plugins: Any) -> None:
     """Pay once, in a process that forks tries, what every try would pay again in its child:
     importing the modules a try uses and compiling its SQL statements (SQLAlchemy caches them
     per engine). Runs the try's statements against no row, in a rolled-back transaction."""
+    from sqlalchemy.exc import IntegrityError
+
     import flow.authoring.macros
     import flow.authoring.templating
     import flow.scheduling.serialization
@@ -909,33 +951,34 @@ def warm_up(engine: Engine, plugins: Any) -> None:
     flow.authoring.templating.make_environment(None).from_string("{{ ds }}")
     masker()
     _xcom_backend(plugins)
-    nothing, now = -1, utcnow()
+    nothing, now, sql = -1, utcnow(), _sql()
     guard = {"w_id": nothing, "w_try_number": nothing}
     with engine.connect() as connection, connection.begin() as transaction:
-        connection.execute(_LOAD, {"w_dag_id": "", "w_run_id": "", "w_task_id": "",
-                                   "w_map_index": nothing}).one_or_none()
-        connection.execute(_GUARDED_TI, {
+        connection.execute(sql.load, {"w_dag_id": "", "w_run_id": "", "w_task_id": "",
+                                      "w_map_index": nothing}).one_or_none()
+        connection.execute(sql.guarded_ti, {
             **guard, "w_state": TIS.QUEUED, "state": TIS.RUNNING, "start_date": now,
             "end_date": None, "duration": None, "hostname": "", "pid": nothing,
             "next_retry_at": None, "last_heartbeat_at": now, "updated_at": now})
-        connection.execute(_CLEAR_XCOMS, {"w_id": nothing})
+        connection.execute(sql.clear_xcoms, {"w_id": nothing})
         for indexes in (None, [nothing]):  # the XCom reads a supervisor answers for its tries
             stored_xcoms(connection, dag_id="", run_id="", task_ids=[""], key="",
                          map_indexes=indexes)
         for rendered in ({"rendered_fields": {}}, {}):  # with and without rendered fields
-            connection.execute(_GUARDED_TI, {**guard, "w_state": TIS.RUNNING,
-                                             "state": TIS.SUCCESS, "end_date": now,
-                                             "duration": 0.0, "updated_at": now, **rendered})
-        connection.execute(_UPDATE_TRY, {**guard, "state": TIS.SUCCESS, "end_date": now,
-                                         "duration": 0.0, "error": None})
-        connection.execute(_HEARTBEAT, {**guard, "w_state": TIS.RUNNING,
-                                        "last_heartbeat_at": now})
+            connection.execute(sql.guarded_ti, {**guard, "w_state": TIS.RUNNING,
+                                                "state": TIS.SUCCESS, "end_date": now,
+                                                "duration": 0.0, "updated_at": now,
+                                                **rendered})
+        connection.execute(sql.update_try, {**guard, "state": TIS.SUCCESS, "end_date": now,
+                                            "duration": 0.0, "error": None})
+        connection.execute(sql.heartbeat, {**guard, "w_state": TIS.RUNNING,
+                                           "last_heartbeat_at": now})
         transaction.rollback()
     # Compiled and cached before the database refuses it (no task instance -1): last, because
     # on PostgreSQL an error ends the transaction.
     with contextlib.suppress(IntegrityError), engine.connect() as connection, \
             connection.begin() as transaction:
-        connection.execute(_INSERT_TRY, {"task_instance_id": nothing, "try_number": nothing,
-                                         "state": TIS.RUNNING, "hostname": "",
-                                         "pid": nothing, "start_date": now})
+        connection.execute(sql.insert_try, {"task_instance_id": nothing, "try_number": nothing,
+                                            "state": TIS.RUNNING, "hostname": "",
+                                            "pid": nothing, "start_date": now})
         transaction.rollback()

@@ -7,21 +7,19 @@ too-large value fails the task that made it with a message saying what to do.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from flow import serialization
 from flow.exceptions import XComTooLarge
-from flow.store.models import XComModel
 from flow.utils.timezone import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from flow.config import Config
     from flow.plugins import PluginManager
 
@@ -98,6 +96,10 @@ class DatabaseXComBackend(BaseXComBackend):
 
     def set(self, *, ti_id: int, dag_id: str, run_id: str, task_id: str, map_index: int,
             key: str, value: Any, session: Session) -> None:
+        from sqlalchemy.exc import IntegrityError
+
+        from flow.store.models import XComModel
+
         text = self.serialize(value)
         self.check_size(text, dag_id=dag_id, run_id=run_id, task_id=task_id,
                         map_index=map_index, key=key)
@@ -117,6 +119,10 @@ class DatabaseXComBackend(BaseXComBackend):
 
     @staticmethod
     def _update(session: Session, ti_id: int, key: str, text: str) -> bool:
+        from sqlalchemy import update
+
+        from flow.store.models import XComModel
+
         result = session.execute(
             update(XComModel)
             .where(XComModel.task_instance_id == ti_id, XComModel.key == key)
@@ -125,6 +131,10 @@ class DatabaseXComBackend(BaseXComBackend):
 
     def get_one(self, *, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
                 key: str = RETURN_VALUE, session: Session) -> Any:
+        from sqlalchemy import select
+
+        from flow.store.models import XComModel
+
         text = session.scalar(select(XComModel.value).where(
             XComModel.dag_id == dag_id, XComModel.run_id == run_id,
             XComModel.task_id == task_id, XComModel.map_index == map_index,
@@ -140,14 +150,28 @@ class DatabaseXComBackend(BaseXComBackend):
                            self.deserialize(row.value), row.timestamp) for row in rows]
 
     def clear(self, *, ti_id: int, session: Session) -> None:
+        from sqlalchemy import delete
+
+        from flow.store.models import XComModel
+
         session.execute(delete(XComModel).where(XComModel.task_instance_id == ti_id))
 
 
-_X = XComModel.__table__
-_STORED = select(_X.c.task_id, _X.c.map_index, _X.c.value, _X.c.timestamp).where(
-    _X.c.dag_id == bindparam("dag_id"), _X.c.run_id == bindparam("run_id"),
-    _X.c.task_id.in_(bindparam("task_ids", expanding=True)), _X.c.key == bindparam("key"))
-_STORED_AT = _STORED.where(_X.c.map_index.in_(bindparam("map_indexes", expanding=True)))
+@functools.cache
+def _stored_statements() -> tuple[Any, Any]:
+    """The reads of :func:`stored_xcoms` (all map indexes; some), built once per process, on
+    first use: this module is imported where SQLAlchemy is not (a try's process needs only the
+    serialization)."""
+    from sqlalchemy import bindparam, select
+
+    from flow.store.models import XComModel
+
+    table = XComModel.__table__
+    every = select(table.c.task_id, table.c.map_index, table.c.value, table.c.timestamp).where(
+        table.c.dag_id == bindparam("dag_id"), table.c.run_id == bindparam("run_id"),
+        table.c.task_id.in_(bindparam("task_ids", expanding=True)),
+        table.c.key == bindparam("key"))
+    return every, every.where(table.c.map_index.in_(bindparam("map_indexes", expanding=True)))
 
 
 def stored_xcoms(connection: Any, *, dag_id: str, run_id: str, task_ids: Sequence[str],
@@ -161,7 +185,8 @@ def stored_xcoms(connection: Any, *, dag_id: str, run_id: str, task_ids: Sequenc
                               "key": key}
     if map_indexes is not None:
         values["map_indexes"] = list(map_indexes)
-    rows = connection.execute(_STORED if map_indexes is None else _STORED_AT, values).all()
+    every, some = _stored_statements()
+    rows = connection.execute(every if map_indexes is None else some, values).all()
     order = {task_id: position for position, task_id in enumerate(task_ids)}
     return sorted(rows, key=lambda row: (order[row.task_id], row.map_index))
 
