@@ -148,6 +148,11 @@ class Supervisor:
         self.fork_spares = True  # False: fork none for now (the caller is about to load DAGs)
         self._parent_pid = os.getpid()
         self._clears_xcoms = _clears_in_database(_xcom_backend(plugins))
+        from flow.store.session import is_fork_safe
+
+        # Decided here once: a child that must drop the pool it inherited (an engine not made
+        # by flow) does so first thing, and the others need not import anything to know.
+        self._child_disposes = not is_fork_safe(engine)
         _load_prctl()  # here, not in every child
 
     # --------------------------------------------------------------------------- the caller
@@ -424,9 +429,7 @@ class Supervisor:
         if null_fd != 0:
             os.dup2(null_fd, 0)
             os.close(null_fd)
-        from flow.store.session import is_fork_safe
-
-        if not is_fork_safe(self.engine):  # else its pool drops inherited connections itself
+        if self._child_disposes:  # else its pool drops inherited connections itself
             self.engine.dispose(close=False)
 
     def _child_wait(self, command_fd: int, result_fd: int,
