@@ -84,6 +84,12 @@ log = logging.getLogger("flow.supervisor")
 CHILD_OK, CHILD_TASK_FAILED, CHILD_CRASHED = 0, 1, 70
 DEFAULT_KILL_GRACE = 5.0
 DEFAULT_SPARES = 4
+# A child whose try has ended takes this much lower a priority for its exit: tearing down an
+# address space the size of its worker's takes about a millisecond of CPU, which on a busy
+# machine would otherwise compete with the commit of its end, the scheduler's next step and
+# the next try's start (chain-50's hop on PostgreSQL: about 10% shorter). Not more: under load, a
+# child that cannot finish exiting keeps its memory.
+EXIT_NICENESS = 5
 
 
 @dataclass
@@ -304,6 +310,8 @@ class Supervisor:
                 for stream in (sys.stdout, sys.stderr):
                     with contextlib.suppress(Exception):
                         stream.flush()
+                with contextlib.suppress(OSError):
+                    os.nice(EXIT_NICENESS)
                 os._exit(code)
         os.close(write_end)
         with contextlib.suppress(OSError):  # the child may have done it, or already exited
