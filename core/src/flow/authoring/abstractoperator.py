@@ -23,6 +23,17 @@ MAX_KEY_LENGTH = 250
 # A retry never waits longer than this unless max_retry_delay says otherwise.
 MAX_RETRY_DELAY = timedelta(hours=24)
 
+
+def backoff(delay: timedelta, exponential: bool, cap: timedelta | None,
+            try_number: int) -> timedelta:
+    """How long to wait after try ``try_number`` (1-based) failed: ``delay``, or with
+    ``exponential`` ``delay`` doubled on each try, capped by ``cap`` (24 hours when None)."""
+    if not exponential:
+        return delay
+    exponent = min(max(try_number - 1, 0), 40)  # 2**40 already exceeds any cap
+    return min(timedelta(seconds=delay.total_seconds() * (2 ** exponent)),
+               cap or MAX_RETRY_DELAY)
+
 # The scheduling attributes of every task and their defaults; default_args may set any of them.
 SCHEDULING_DEFAULTS: dict[str, Any] = {
     "owner": "flow",
@@ -267,12 +278,8 @@ class AbstractOperator(DependencyMixin):
         With retry_exponential_backoff the delay doubles on each try: retry_delay, 2x, 4x, ...,
         capped by max_retry_delay (24 hours when unset).
         """
-        if not self.retry_exponential_backoff:
-            return self.retry_delay
-        cap = self.max_retry_delay or MAX_RETRY_DELAY
-        exponent = min(max(try_number - 1, 0), 40)  # 2**40 already exceeds any cap
-        delay = self.retry_delay.total_seconds() * (2 ** exponent)
-        return min(timedelta(seconds=delay), cap)
+        return backoff(self.retry_delay, self.retry_exponential_backoff, self.max_retry_delay,
+                       try_number)
 
     @property
     def output(self) -> XComArg:

@@ -15,12 +15,11 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from flow.authoring.abstractoperator import backoff
 from flow.scheduling.serialization import SerializedDag, SerializedTask
 from flow.states import DagRunState
 from flow.store.models import DagRun, SerializedDagModel, TaskInstance
 from flow.utils.timezone import utcnow
-
-MAX_RETRY_DELAY = timedelta(hours=24)
 
 
 def rowcount(result: Any) -> int:
@@ -74,13 +73,10 @@ def task_instance_rows(dag: SerializedDag, run_id: str) -> list[dict[str, Any]]:
 
 def retry_delay(task: SerializedTask, try_number: int) -> timedelta:
     """The same backoff as ``BaseOperator.get_retry_delay``, from the recorded attributes."""
-    base = float(task.data.get("retry_delay") or 0.0)
-    if not task.data.get("retry_exponential_backoff"):
-        return timedelta(seconds=base)
-    cap_seconds = task.data.get("max_retry_delay")
-    cap = timedelta(seconds=cap_seconds) if cap_seconds else MAX_RETRY_DELAY
-    exponent = min(max(try_number - 1, 0), 40)
-    return min(timedelta(seconds=base * (2 ** exponent)), cap)
+    cap = task.data.get("max_retry_delay")
+    return backoff(timedelta(seconds=float(task.data.get("retry_delay") or 0.0)),
+                   bool(task.data.get("retry_exponential_backoff")),
+                   timedelta(seconds=cap) if cap else None, try_number)
 
 
 class RetryPolicy:
