@@ -96,8 +96,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("local_executor", "workers", int, 0,
            "Warm worker processes of the local executor (0: one per two CPUs, at least one)."),
     Option("local_executor", "spare_children", int, 4,
-           "Children each idle worker forks ahead of the next tries (0: fork each at its "
-           "launch)."),
+           "Children each worker's fork server keeps forked ahead of the next tries (0: "
+           "fork each at its launch)."),
     Option("webserver", "host", str, "127.0.0.1", "Address the web server listens on."),
     Option("webserver", "port", int, 8080, "Port the web server listens on."),
     Option("webserver", "secret_key", str, "",

@@ -293,24 +293,27 @@ def _importers(scratch: Path) -> list[int]:
 
 
 @sqlite_only
-def test_a_prepared_dag_file_is_imported_by_the_idle_worker_before_its_first_try(
+def test_a_prepared_dag_file_is_imported_by_the_fork_server_before_its_first_try(
         engine: Engine, dag_file: Path, scratch: Path) -> None:
     executor = LocalExecutor(parallelism=1, workers=1, kill_grace=0.5)
     executor.start()
     try:
         [worker] = executor.worker_pids()
-        assert worker not in _importers(scratch)
+        server = _fork_server(worker)
+        assert server not in _importers(scratch)
         executor.prepare(str(dag_file), None)
         deadline = time.monotonic() + 10
-        while worker not in _importers(scratch):
-            assert time.monotonic() < deadline, "the worker did not import the prepared file"
+        while server not in _importers(scratch):
+            assert time.monotonic() < deadline, "the fork server did not import the file"
             time.sleep(0.01)
         executor.prepare(str(dag_file), None)  # the same version again: nothing to do
         executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
         assert finals(collect(executor, 1))["ok"].state == "success"
-        # the try ran the DAG its worker had loaded: nobody imported the file again
-        assert _importers(scratch).count(worker) == 1
-        assert len(_importers(scratch)) == 2  # this test's own load, and the worker's
+        # the try ran the DAG its fork server had loaded: nobody imported the file again,
+        # and the worker, which holds the database, never ran the file's code
+        assert _importers(scratch).count(server) == 1
+        assert worker not in _importers(scratch)
+        assert len(_importers(scratch)) == 2  # this test's own load, and the server's
     finally:
         executor.shutdown(wait=True)
 
@@ -345,12 +348,25 @@ def _children(pid: int) -> set[int]:
         return {int(child) for child in handle.read().split()}
 
 
-def _wait_for_spares(pid: int, count: int, tries: set[int], timeout: float = 10.0) -> set[int]:
-    """The ``count`` children of an idle worker once the processes of ``tries`` are reaped:
-    the spares it forks ahead of the next tries."""
+def _fork_server(worker: int, timeout: float = 10.0) -> int:
+    """The process a worker's tries are forked from: the worker's only child (once the
+    worker, just started, has forked it)."""
     deadline = time.monotonic() + timeout
-    while len(children := _children(pid)) != count or children & tries:
-        assert time.monotonic() < deadline, f"worker {pid} has children {children}"
+    while not (children := _children(worker)):
+        assert time.monotonic() < deadline, f"worker {worker} started no fork server"
+        time.sleep(0.01)
+    [server] = children
+    return server
+
+
+def _wait_for_spares(worker: int, count: int, tries: set[int],
+                     timeout: float = 10.0) -> set[int]:
+    """The ``count`` children of an idle worker's fork server once the processes of ``tries``
+    are reaped: the spares forked ahead of the next tries."""
+    server = _fork_server(worker)
+    deadline = time.monotonic() + timeout
+    while len(children := _children(server)) != count or children & tries:
+        assert time.monotonic() < deadline, f"fork server {server} has children {children}"
         time.sleep(0.01)
     return children
 
@@ -366,10 +382,11 @@ def test_an_idle_worker_forks_the_next_tries_processes_ahead_and_reaps_them_at_s
     executor.start()
     try:
         [worker] = executor.worker_pids()
+        server = _fork_server(worker)
         executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
         events = collect(executor, 1)
         assert finals(events)["ok"].state == "success"
-        # forked while idle, with the DAG imported, several at once
+        # forked by the fork server, with the DAG imported, several at once
         spares = _wait_for_spares(worker, DEFAULT_SPARES, tries={_pid(events)})
         executor.submit(queue(engine, dag_file, DAG_ID, "slot_0"))
         events = collect(executor, 1)
@@ -378,12 +395,13 @@ def test_an_idle_worker_forks_the_next_tries_processes_ahead_and_reaps_them_at_s
         assert used in spares
         assert [(r.task_id, r.try_number) for r in ledger_rows(engine)] == [
             ("ok", 1), ("slot_0", 1)]
-        # the others wait for the next tries; new ones are forked once none is left
-        left = _wait_for_spares(worker, DEFAULT_SPARES - 1, tries={used})
-        assert left == spares - {used}
+        # the others wait for the next tries, and a new one takes the used one's place
+        left = _wait_for_spares(worker, DEFAULT_SPARES, tries={used})
+        assert spares - {used} < left
     finally:
         executor.shutdown(wait=True)
     assert not process_alive(worker)
+    assert not process_alive(server)
     assert not any(process_alive(pid) for pid in left)
 
 
@@ -402,7 +420,7 @@ def test_spare_children_sets_how_many_an_idle_worker_keeps(
             # with one spare, the try ran in it and the next one is forked in its place
             kept = _wait_for_spares(worker, spares, tries={_pid(events)})
             time.sleep(0.2)  # and no more than that
-            assert _children(worker) == kept
+            assert _children(_fork_server(worker)) == kept
     finally:
         executor.shutdown(wait=True)
 

@@ -59,7 +59,7 @@ class RuntimeTaskInstance:
     """One try of one task instance, as the task itself sees it."""
 
     def __init__(self, *, ti_id: int, dag: Any, task: Any, run_id: str, map_index: int,
-                 try_number: int, max_tries: int, engine: Engine, xcom_backend: Any,
+                 try_number: int, max_tries: int, engine: Engine | None, xcom_backend: Any,
                  xcom_sink: dict[str, str] | None = None, channel: Any = None) -> None:
         self.id = ti_id
         self.dag = dag
@@ -71,7 +71,7 @@ class RuntimeTaskInstance:
         self.try_number = try_number
         self.max_tries = max_tries
         self.followed: list[str] | None = None
-        self._engine = engine
+        self._engine = engine  # None: this process's default engine, made on first use
         self._xcom = xcom_backend
         # Set by a supervised try with the database backend: pushed values are serialized and
         # size-checked here, and written by the supervisor with the try's end.
@@ -86,6 +86,13 @@ class RuntimeTaskInstance:
         return (f"<TaskInstance {self.dag_id}.{self.task_id}{index} run={self.run_id} "
                 f"try={self.try_number}>")
 
+    def _database(self) -> Engine:
+        from flow.store.session import get_engine
+
+        if self._engine is None:
+            self._engine = get_engine()
+        return self._engine
+
     # -------------------------------------------------------------------------------- XComs
 
     def xcom_push(self, key: str, value: Any) -> None:
@@ -98,7 +105,7 @@ class RuntimeTaskInstance:
                                   task_id=self.task_id, map_index=self.map_index, key=key)
             self._sink[key] = text
             return
-        with session_scope(self._engine) as session:
+        with session_scope(self._database()) as session:
             self._xcom.set(ti_id=self.id, dag_id=self.dag_id, run_id=self.run_id,
                            task_id=self.task_id, map_index=self.map_index, key=key,
                            value=value, session=session)
@@ -150,7 +157,7 @@ class RuntimeTaskInstance:
         if asked:
             values = [self._xcom.deserialize(text) for _, _, text in rows]
         else:
-            with session_scope(self._engine) as session:
+            with session_scope(self._database()) as session:
                 records = self._xcom.get_many(dag_id=self.dag_id, run_id=self.run_id,
                                               task_ids=[task_id], key=key,
                                               map_indexes=indexes, session=session)

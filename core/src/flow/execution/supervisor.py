@@ -50,7 +50,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,8 @@ from flow.utils.timezone import utcnow
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from flow.execution.forkserver import ForkServer
+
 log = logging.getLogger("flow.supervisor")
 
 # Exit codes of a child; the outcome itself travels over the result pipe.
@@ -92,17 +94,57 @@ DEFAULT_SPARES = 4
 EXIT_NICENESS = 5
 
 
+@dataclass(frozen=True)
+class TaskLimits:
+    """What a supervisor needs of a task: its ``execution_timeout``, and the delay before a
+    retry of a try that died without reporting (``get_retry_delay``). Built from the task, or
+    sent as JSON by the fork server that holds the DAG."""
+
+    execution_timeout: timedelta | None = None
+    retry_delay: timedelta = timedelta(0)
+    retry_exponential_backoff: bool = False
+    max_retry_delay: timedelta | None = None
+
+    @classmethod
+    def of(cls, task: Any) -> TaskLimits:
+        return cls(getattr(task, "execution_timeout", None),
+                   getattr(task, "retry_delay", None) or timedelta(0),
+                   bool(getattr(task, "retry_exponential_backoff", False)),
+                   getattr(task, "max_retry_delay", None))
+
+    def get_retry_delay(self, try_number: int) -> timedelta:
+        from flow.authoring.abstractoperator import backoff
+
+        return backoff(self.retry_delay, self.retry_exponential_backoff, self.max_retry_delay,
+                       try_number)
+
+    def to_json(self) -> list[Any]:
+        def seconds(value: timedelta | None) -> float | None:
+            return None if value is None else value.total_seconds()
+
+        return [seconds(self.execution_timeout), seconds(self.retry_delay),
+                self.retry_exponential_backoff, seconds(self.max_retry_delay)]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> TaskLimits:
+        def delta(value: float | None) -> timedelta | None:
+            return None if value is None else timedelta(seconds=float(value))
+
+        timeout, delay, exponential, cap = data
+        return cls(delta(timeout), delta(delay) or timedelta(0), bool(exponential), delta(cap))
+
+
 @dataclass
 class _Child:
     """A forked child: waiting for its try (a spare: ``workload`` None) or running one."""
 
     pid: int
-    pidfd: int
+    pidfd: int | None  # None: forked by the fork server, which reaps it and says so
     result_fd: int
     command_fd: int | None  # the supervisor's end of the child's command pipe
-    version: object = None  # the DAGs version a spare was forked under
+    version: int = 0  # the fork server's DAGs version a spare was forked under
     workload: TaskWorkload | None = None
-    task: Any = None
+    limits: TaskLimits | None = None
     log_path: Path | None = None
     deadline: float | None = None
     timeout: float | None = None
@@ -125,11 +167,18 @@ class Supervisor:
     ``on_event`` receives every :class:`TaskEvent`: ``running`` when a try started, then
     exactly one of ``success``, ``failed``, ``up_for_retry``, ``skipped``; or ``refused`` (the
     try was not started) or ``lost`` (it could not be started).
+
+    Children are forked here, one per launch, unless a ``fork_server``
+    (:class:`~flow.execution.forkserver.ForkServer`) forks them: then it keeps ``spares``
+    children forked ahead, so a launch is a pipe write, and reaps them.
     """
 
     def __init__(self, *, engine: Engine, plugins: Any, on_event: Callable[[TaskEvent], None],
                  log_folder: str, heartbeat_interval: float | None = None,
-                 kill_grace: float = DEFAULT_KILL_GRACE, spares: int = DEFAULT_SPARES) -> None:
+                 kill_grace: float = DEFAULT_KILL_GRACE, fork_server: ForkServer | None = None,
+                 spares: int = DEFAULT_SPARES) -> None:
+        from flow.store.session import is_fork_safe
+
         self.engine = engine
         self.plugins = plugins
         self.on_event = on_event
@@ -145,20 +194,18 @@ class Supervisor:
         self._retry_ends_at = 0.0
         self._next_heartbeat = time.monotonic() + (self.heartbeat_interval or 0.0)
         self._extra_fds: set[int] = set()
-        self._spares: list[_Child] = []
-        self._spare_count = spares
-        self._refilling = True
-        self._find_dag: Callable[[TaskWorkload], Any] | None = None
-        self._dags_version: Callable[[], object] = lambda: None
-        self._spare_died = False
-        self.fork_spares = True  # False: fork none for now (the caller is about to load DAGs)
-        self._parent_pid = os.getpid()
         self._clears_xcoms = _clears_in_database(_xcom_backend(plugins))
-        from flow.store.session import is_fork_safe
-
-        # Decided here once: a child that must drop the pool it inherited (an engine not made
-        # by flow) does so first thing, and the others need not import anything to know.
-        self._child_disposes = not is_fork_safe(engine)
+        # What a child forked here takes along. Decided here once: a child that must drop the
+        # pool it inherited (an engine not made by flow) does so first thing, and the others
+        # need not import anything to know.
+        self._context = ChildContext(plugins, self.heartbeat_interval, engine,
+                                     disposes=not is_fork_safe(engine))
+        self.fork_server = fork_server
+        self._spares: list[_Child] = []
+        self._spare_count = spares if fork_server is not None else 0
+        if fork_server is not None:
+            self.selector.register(fork_server.fileno(), selectors.EVENT_READ,
+                                   self._from_fork_server)
         _load_prctl()  # here, not in every child
 
     # --------------------------------------------------------------------------- the caller
@@ -174,20 +221,8 @@ class Supervisor:
             self.selector.unregister(fd)
         self._extra_fds.discard(fd)
 
-    def keep_spares(self, find_dag: Callable[[TaskWorkload], Any],
-                    dags_version: Callable[[], object]) -> None:
-        """Keep children forked ahead of their workloads while idle (``spares`` of them), so
-        a launch costs a pipe write instead of a fork and the child's setup (process group,
-        signals, descriptors). They are forked one after the other: after a fork, every page
-        this process writes is copied once, for all the children that share it, so forking a
-        few at once pays that once for several tries instead of once per try.
-        ``find_dag(workload)`` returns the workload's DAG in that child (None: not found);
-        ``dags_version()`` changes whenever the DAGs the caller holds do: a spare forked under
-        another version is not used."""
-        self._find_dag, self._dags_version = find_dag, dags_version
-
     def stop_keeping_spares(self) -> None:
-        self._find_dag = None
+        self._spare_count = 0
         for spare in list(self._spares):
             self._discard_spare(spare)
 
@@ -196,17 +231,26 @@ class Supervisor:
         """Children not reaped yet (including those whose try already ended)."""
         return len(self.children) + len(self._exiting)
 
-    def launch(self, workload: TaskWorkload, dag: Any) -> None:
-        """Run ``workload`` (whose DAG the caller loaded) in a child."""
-        self.launch_many([(workload, dag)])
+    @property
+    def fork_server_lost(self) -> bool:
+        """Whether the fork server died: no try can start here any more."""
+        return self.fork_server is not None and not self.fork_server.alive
 
-    def launch_many(self, items: list[tuple[TaskWorkload, Any]]) -> None:
+    def launch(self, workload: TaskWorkload, dag: Any) -> None:
+        """Run ``workload``, whose DAG the caller loaded, in a child forked here."""
+        self.launch_many([(workload, TaskLimits.of(dag.get_task(workload.task_id)))],
+                         find_dag=lambda _workload: dag)
+
+    def launch_many(self, items: list[tuple[TaskWorkload, TaskLimits]],
+                    find_dag: Callable[[TaskWorkload], Any] | None = None) -> None:
         """Run each workload in its own child; their tries start in one transaction. A
         second launch of a key already running here is refused without touching the
-        database."""
+        database. The children come from the fork server (which holds the DAGs), or are forked
+        here and find their DAG with ``find_dag``."""
         batch: list[_Child] = []
-        self._spare_died = False
-        for workload, dag in items:
+        if self.fork_server is not None:
+            self._top_up(len(items))
+        for workload, limits in items:
             key = workload.key
             running = self.children.get(key)
             if running is not None:
@@ -216,11 +260,14 @@ class Supervisor:
                                f"{running.workload.try_number} of this task instance is "
                                "already running here (a duplicate submit)"}))
                 continue
-            task = dag.get_task(workload.task_id)
-            timeout = getattr(task, "execution_timeout", None)
+            child = self._new_child(find_dag)
+            if child is None:
+                self.on_event(TaskEvent(key, "lost", workload.try_number, {
+                    "reason": "the fork server of this worker died: the try was not started"}))
+                continue
+            timeout = limits.execution_timeout
             seconds = timeout.total_seconds() if timeout is not None else None
-            child = self._take_spare() or self._fork_waiting(lambda _w, dag=dag: dag)
-            child.workload, child.task, child.timeout = workload, task, seconds
+            child.workload, child.limits, child.timeout = workload, limits, seconds
             child.deadline = time.monotonic() + seconds if seconds is not None else None
             child.log_path = log_path(self.log_folder, workload.dag_id, workload.run_id,
                                       workload.task_id, workload.map_index,
@@ -286,89 +333,119 @@ class Supervisor:
             self._exiting[child.pid] = child
         self.on_event(TaskEvent(workload.key, state, workload.try_number, info))
 
-    def _fork(self, body: Callable[[int], None]) -> tuple[int, int]:
-        """Fork a child that sets itself up and runs ``body(result_fd)``; returns its pid and
-        the (non-blocking) read end of its result pipe."""
-        read_end, write_end = os.pipe()
-        for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
-            with contextlib.suppress(Exception):
-                stream.flush()
-        pid = os.fork()
-        if pid == 0:  # the child never returns from here
-            os.close(read_end)
-            code = CHILD_CRASHED
-            try:
-                self._child_setup()
-                body(write_end)
-                code = CHILD_OK
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    import traceback
-
-                    traceback.print_exc()
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    with contextlib.suppress(Exception):
-                        stream.flush()
-                with contextlib.suppress(OSError):
-                    os.nice(EXIT_NICENESS)
-                os._exit(code)
-        os.close(write_end)
-        with contextlib.suppress(OSError):  # the child may have done it, or already exited
-            os.setpgid(pid, pid)
-        os.set_blocking(read_end, False)
-        return pid, read_end
+    def _new_child(self, find_dag: Callable[[TaskWorkload], Any] | None) -> _Child | None:
+        """A child waiting for its try: a spare of the fork server (waiting for one to arrive
+        if none is here yet; None once the server is gone), or forked here."""
+        server = self.fork_server
+        if server is None:
+            assert find_dag is not None
+            return self._fork_waiting(find_dag)
+        while True:
+            spare = self._take_spare()
+            if spare is not None or not server.alive:
+                return spare
+            if any(spare.version > server.version for spare in self._spares):
+                server.loaded(block=True)  # forked after a DAG import whose answer is due
+                continue
+            if server.outstanding == 0:
+                server.fork(1)
+            self._from_fork_server(block=True)
 
     def _fork_waiting(self, find_dag: Callable[[TaskWorkload], Any]) -> _Child:
-        """Fork a child that waits on its command pipe for the try to run."""
-        command_read, command_write = os.pipe()
-
-        def wait_for_try(result_fd: int) -> None:
-            os.close(command_write)
-            self._child_wait(command_read, result_fd, find_dag)
-
-        pid, result_fd = self._fork(wait_for_try)
-        os.close(command_read)
-        child = _Child(pid, os.pidfd_open(pid), result_fd, command_write,
-                       version=self._dags_version())
+        """Fork a child here that waits on its command pipe for the try to run."""
+        pid, result_fd, command_fd = fork_waiting(self._context, find_dag,
+                                                  self._inherited_fds)
+        child = _Child(pid, os.pidfd_open(pid), result_fd, command_fd)
+        assert child.pidfd is not None
         self.selector.register(child.pidfd, selectors.EVENT_READ, lambda: self._exited(child))
         self.selector.register(result_fd, selectors.EVENT_READ, lambda: self._read(child))
         return child
 
-    # ---------------------------------------------------------------------------- the spare
+    def _inherited_fds(self) -> set[int]:
+        """This process's descriptors that a child forked here closes first."""
+        fds = set(self._extra_fds)
+        children = [*self.children.values(), *self._exiting.values(), *self._ending]
+        for child in children:
+            if child.closed:  # its numbers may belong to new descriptors by now
+                continue
+            fds.update(fd for fd in (child.pidfd, child.result_fd, child.command_fd)
+                       if fd is not None)
+        with contextlib.suppress(Exception):
+            fds.add(self.selector.fileno())
+        return fds
+
+    # ------------------------------------------------------------------- the fork server
+
+    def _from_fork_server(self, block: bool = False) -> None:
+        """Take what the fork server sent: spares (kept), and the exits of children it reaped
+        (handled as they would be here)."""
+        server = self.fork_server
+        assert server is not None
+        for message in server.receive(block=block):
+            if message.spare is not None:
+                pid, version, result_fd, command_fd = message.spare
+                spare = _Child(pid, None, result_fd, command_fd, version)
+                self.selector.register(result_fd, selectors.EVENT_READ,
+                                       lambda spare=spare: self._read(spare))
+                self._spares.append(spare)
+            for pid, status, max_rss_kb in message.exited:
+                child = self._child_of(pid)
+                if child is not None and not child.closed:
+                    self._drain(child)
+                    self._reaped(child, status, max_rss_kb)
+        if not server.alive:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(server.fileno())
+            log.error("the fork server of this worker (pid %d) died; running tries end "
+                      "themselves", server.pid)
+        self._discard_stale_spares()
+        self._top_up()
+
+    def _child_of(self, pid: int) -> _Child | None:
+        child = self._exiting.get(pid)
+        if child is not None:
+            return child
+        return next((c for c in [*self.children.values(), *self._spares] if c.pid == pid),
+                    None)
 
     def _take_spare(self) -> _Child | None:
-        version = self._dags_version()
-        while self._spares:
-            spare = self._spares.pop(0)
+        """A spare holding the DAGs at the version the caller knows, if one is here."""
+        self._discard_stale_spares()
+        version = self.fork_server.version if self.fork_server is not None else 0
+        for spare in self._spares:
             if spare.version == version:
+                self._spares.remove(spare)
                 return spare
-            self._discard_spare(spare)
         return None
 
-    def _wants_a_spare(self) -> bool:
-        """Whether to fork a spare now: once none is left, until there are ``spares``."""
-        if (self._find_dag is None or self._spare_died or self._spare_count <= 0
-                or not self.fork_spares):
-            return False
-        if not self._spares:
-            self._refilling = True
-        elif len(self._spares) >= self._spare_count:
-            self._refilling = False
-        return self._refilling
+    def _discard_stale_spares(self) -> None:
+        """End the spares forked before the fork server's last DAG import."""
+        if self.fork_server is None:
+            return
+        version = self.fork_server.version
+        for spare in [s for s in self._spares if s.version < version]:
+            self._discard_spare(spare)
+
+    def _top_up(self, launching: int = 0) -> None:
+        """Ask the fork server for the children ``launching`` tries need beyond the spares
+        here, and for enough more to keep ``spares`` of them waiting."""
+        server = self.fork_server
+        if server is None or not server.alive:
+            return
+        # A spare of a newer version is usable once the answer of its DAG import is read.
+        usable = sum(1 for spare in self._spares if spare.version >= server.version)
+        missing = launching + self._spare_count - usable - server.outstanding
+        if missing > 0:
+            server.fork(missing)
 
     def _discard_spare(self, spare: _Child) -> None:
-        """End a spare (its command pipe closes: it exits) and reap it."""
+        """End a spare: its command pipe closes, so it exits (the fork server reaps it)."""
         if spare in self._spares:
             self._spares.remove(spare)
-        if spare.closed:
-            return
-        self._close_command(spare)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(spare.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(spare.pid, 0)
-        self._close(spare)
+        if not spare.closed:
+            self._close(spare)
+
+    # -------------------------------------------------------------------- stop, and poll
 
     def cancel(self, key: TaskKey, reason: str = "cancelled") -> bool:
         """Stop the try running ``key``: ``SIGTERM`` to its group, ``SIGKILL`` after the grace
@@ -387,134 +464,24 @@ class Supervisor:
         """Wait up to ``timeout`` seconds (None: until something happens) for a child to
         report or exit, or a watched fd to be readable; handle it, commit the tries' ends that
         arrived, and handle every due deadline and heartbeat. False when nothing was there to
-        handle and no spare was forked."""
-        forked = False
+        handle."""
         due = self._next_deadline()
         if due is not None:
             wait = max(0.0, due - time.monotonic())
             timeout = wait if timeout is None else min(timeout, wait)
-        if self._wants_a_spare():
-            # Fork the next spare only when nothing waits, so no event waits for a fork, and
-            # one per pass, so what arrives meanwhile goes first; then wait as usual (also
-            # while ends wait to be committed again: never spin).
-            ready = self.selector.select(0)
-            if not ready:
-                forked = not self._ending
-                if forked:
-                    assert self._find_dag is not None
-                    self._spares.append(self._fork_waiting(self._find_dag))
-                ready = self.selector.select(0 if forked and self._wants_a_spare() else timeout)
-        else:
-            ready = self.selector.select(timeout)
+        ready = self.selector.select(timeout)
         for key, _ in ready:
             key.data()
         self._commit_ends()
         self._enforce_deadlines()
         self._heartbeat()
-        return bool(ready or forked)
+        return bool(ready)
 
     def close(self) -> None:
         self.stop_keeping_spares()
+        if self.fork_server is not None:
+            self.fork_server.close(graceful=not self.running)
         self.selector.close()
-
-    # --------------------------------------------------------------------------- the child
-
-    def _child_setup(self) -> None:
-        """What a child does first, before its try is known."""
-        # What the child inherited is never garbage here: keep the collector off it, so it
-        # neither spends time on it nor copies its pages by touching them.
-        gc.freeze()
-        os.setpgid(0, 0)
-        for signum in (signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
-        hold_stop_requests()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        self._close_parent_fds()
-        # Standard input is /dev/null from here on, not the caller's (a worker reads its
-        # commands there), and never a free slot a database socket could take: the log
-        # redirection later replaces descriptors 0, 1 and 2.
-        null_fd = os.open(os.devnull, os.O_RDONLY)
-        if null_fd != 0:
-            os.dup2(null_fd, 0)
-            os.close(null_fd)
-        if self._child_disposes:  # else its pool drops inherited connections itself
-            self.engine.dispose(close=False)
-
-    def _child_wait(self, command_fd: int, result_fd: int,
-                    find_dag: Callable[[TaskWorkload], Any]) -> None:
-        """In the child: wait for the started try, run it, report its end."""
-        commands = Lines(command_fd)
-        command = commands.next()
-        if command is None:
-            os._exit(CHILD_OK)  # not needed: a discarded spare
-        workload = TaskWorkload.from_json(command["workload"])
-        go = commands.next()
-        if go is not None:
-            started = StartedTry.from_json(go["started"])
-        else:  # refused, or the supervisor died: the database says whether it started
-            found = find_started_try(self.engine, StartRequest(
-                workload.dag_id, workload.run_id, workload.task_id, workload.map_index,
-                workload.try_number, os.getpid()))
-            if found is None:
-                os._exit(CHILD_OK)
-            started = found
-        orphan = _Orphanhood(self.engine, self._parent_pid, self.heartbeat_interval, started)
-        path = Path(command["log"])
-        _redirect_output(path)
-        # Database reads go through the supervisor while it listens (see channel).
-        channel = SupervisorChannel(result_fd, commands)
-        channel.install()
-
-        def report(end: TryEnd, wants_state: bool) -> str | None:
-            channel.close()
-            orphan.ending()
-            message = {"end": end.to_json(), "wants_state": wants_state,
-                       "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-            if not orphan.orphaned:
-                previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-                try:
-                    write_all(result_fd, (json.dumps(message) + "\n").encode())
-                except OSError:  # the supervisor is gone
-                    orphan.orphaned = True
-                finally:
-                    signal.signal(signal.SIGPIPE, previous)
-            if not orphan.orphaned:
-                if not wants_state:
-                    return None
-                answer = commands.next()
-                while answer is not None and "state" not in answer:  # a cut-short request's
-                    answer = commands.next()
-                if answer is not None:
-                    channel.open = True  # the callbacks' requests are answered too
-                    return str(answer.get("state"))
-            return orphan.finish(end, self.plugins)
-
-        dag = find_dag(workload)
-        if dag is None or workload.task_id not in dag.task_dict:
-            message = (f"DAG {workload.dag_id!r} with task {workload.task_id!r} was not found "
-                       "again in the task's process")
-            append_to_log(path, message)
-            report(TryEnd(TIS.FAILED, message), False)
-            return
-        run_started_try(dag, started, engine=self.engine, plugins=self.plugins,
-                        deadline=command["deadline"], path=path, report=report,
-                        channel=channel)
-
-    def _close_parent_fds(self) -> None:
-        fds = set(self._extra_fds)
-        children = [*self.children.values(), *self._exiting.values(), *self._ending]
-        children.extend(self._spares)
-        for child in children:
-            if child.closed:  # its numbers may belong to new descriptors by now
-                continue
-            fds.update((child.pidfd, child.result_fd))
-            if child.command_fd is not None:
-                fds.add(child.command_fd)
-        with contextlib.suppress(Exception):
-            fds.add(self.selector.fileno())
-        for fd in fds - {0, 1, 2}:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     # --------------------------------------------------------------------------- the parent
 
@@ -670,6 +637,7 @@ class Supervisor:
                 TIS.RUNNING, state)
 
     def _exited(self, child: _Child) -> None:
+        """A child forked here exited (its pidfd says so): reap it."""
         if child.closed:
             return
         self._drain(child)
@@ -677,21 +645,27 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, signal.SIGKILL)
         _, status, usage = os.wait4(child.pid, 0)
+        self._reaped(child, status, usage.ru_maxrss)
+
+    def _reaped(self, child: _Child, status: int, max_rss_kb: int) -> None:
+        """A child is gone (reaped here or by the fork server): forget it, and end its try if
+        it died without reporting."""
         self._close(child)
         if child.workload is None:  # a spare
-            self._spare_died = True  # fork the next one after a launch, not in a loop
             if child in self._spares:
                 self._spares.remove(child)
             return
         if self._exiting.pop(child.pid, None) is not None or child.end is not None:
             return  # ended (or never started); an end waiting for its commit is sent then
         del self.children[child.workload.key]
-        self.on_event(self._death_event(child, status, usage.ru_maxrss))
+        self.on_event(self._death_event(child, status, max_rss_kb))
 
     def _close(self, child: _Child) -> None:
         child.closed = True
         self._close_command(child)
         for fd in (child.pidfd, child.result_fd):
+            if fd is None:
+                continue
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fd)
             with contextlib.suppress(OSError):
@@ -706,7 +680,7 @@ class Supervisor:
                                 "exit": describe_status(status)}
         reason = self._death_reason(child, status)
         info["reason"] = reason
-        state = end_dead_try(self.engine, workload, reason, child.task, self.plugins)
+        state = end_dead_try(self.engine, workload, reason, child.limits, self.plugins)
         if state is None:  # never started: nothing ran, the scheduler decides what to do
             return TaskEvent(workload.key, "lost", workload.try_number, info)
         assert child.log_path is not None
@@ -782,6 +756,153 @@ class Supervisor:
                 self._terminate(child, "its try was ended elsewhere")
 
 
+# ------------------------------------------------------------------------------ the child
+
+
+@dataclass
+class ChildContext:
+    """What a forked try's process takes from the process it was forked from."""
+
+    plugins: Any
+    heartbeat_interval: float | None
+    # None: the child has no engine of its parent (a fork server's children) and makes one
+    # the first time it needs the database itself, which most tries never do.
+    engine: Engine | None = None
+    disposes: bool = False  # drop the inherited pool first (an engine not made by flow)
+    parent_pid: int = field(default_factory=os.getpid)
+
+    def get_engine(self) -> Engine:
+        if self.engine is None:
+            from flow.store.session import get_engine
+
+            self.engine = get_engine()
+        return self.engine
+
+
+def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
+                 inherited_fds: Callable[[], set[int]]) -> tuple[int, int, int]:
+    """Fork a child that sets itself up (closing ``inherited_fds()``) and waits on its command
+    pipe for its try (see :class:`Supervisor`), and finds the try's DAG with ``find_dag``.
+    Returns its pid, the non-blocking read end of its result pipe and the write end of its
+    command pipe."""
+    result_read, result_write = os.pipe()
+    command_read, command_write = os.pipe()
+    for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
+        with contextlib.suppress(Exception):
+            stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the child never returns from here
+        code = CHILD_CRASHED
+        try:
+            os.close(result_read)
+            os.close(command_write)
+            _child_setup(context, inherited_fds() - {result_write, command_read})
+            _child_wait(context, command_read, result_write, find_dag)
+            code = CHILD_OK
+        except BaseException:
+            with contextlib.suppress(Exception):
+                import traceback
+
+                traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            with contextlib.suppress(OSError):
+                os.nice(EXIT_NICENESS)
+            os._exit(code)
+    os.close(result_write)
+    os.close(command_read)
+    with contextlib.suppress(OSError):  # the child may have done it, or already exited
+        os.setpgid(pid, pid)
+    os.set_blocking(result_read, False)
+    return pid, result_read, command_write
+
+
+def _child_setup(context: ChildContext, inherited_fds: set[int]) -> None:
+    """What a child does first, before its try is known."""
+    # What the child inherited is never garbage here: keep the collector off it, so it
+    # neither spends time on it nor copies its pages by touching them.
+    gc.freeze()
+    os.setpgid(0, 0)
+    for signum in (signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    hold_stop_requests()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for fd in inherited_fds - {0, 1, 2}:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # Standard input is /dev/null from here on, not the caller's (a worker reads its
+    # commands there), and never a free slot a database socket could take: the log
+    # redirection later replaces descriptors 0, 1 and 2.
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    if null_fd != 0:
+        os.dup2(null_fd, 0)
+        os.close(null_fd)
+    if context.disposes and context.engine is not None:  # else its pool drops inherited
+        context.engine.dispose(close=False)            # connections itself
+
+
+def _child_wait(context: ChildContext, command_fd: int, result_fd: int,
+                find_dag: Callable[[TaskWorkload], Any]) -> None:
+    """In the child: wait for the started try, run it, report its end."""
+    commands = Lines(command_fd)
+    command = commands.next()
+    if command is None:
+        os._exit(CHILD_OK)  # not needed: a discarded spare
+    workload = TaskWorkload.from_json(command["workload"])
+    go = commands.next()
+    if go is not None:
+        started = StartedTry.from_json(go["started"])
+    else:  # refused, or the supervisor died: the database says whether it started
+        found = find_started_try(context.get_engine(), StartRequest(
+            workload.dag_id, workload.run_id, workload.task_id, workload.map_index,
+            workload.try_number, os.getpid()))
+        if found is None:
+            os._exit(CHILD_OK)
+        started = found
+    orphan = _Orphanhood(context, started)
+    path = Path(command["log"])
+    _redirect_output(path)
+    # Database reads go through the supervisor while it listens (see channel).
+    channel = SupervisorChannel(result_fd, commands)
+    channel.install()
+
+    def report(end: TryEnd, wants_state: bool) -> str | None:
+        channel.close()
+        orphan.ending()
+        message = {"end": end.to_json(), "wants_state": wants_state,
+                   "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+        if not orphan.orphaned:
+            previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            try:
+                write_all(result_fd, (json.dumps(message) + "\n").encode())
+            except OSError:  # the supervisor is gone
+                orphan.orphaned = True
+            finally:
+                signal.signal(signal.SIGPIPE, previous)
+        if not orphan.orphaned:
+            if not wants_state:
+                return None
+            answer = commands.next()
+            while answer is not None and "state" not in answer:  # a cut-short request's
+                answer = commands.next()
+            if answer is not None:
+                channel.open = True  # the callbacks' requests are answered too
+                return str(answer.get("state"))
+        return orphan.finish(end, context.plugins)
+
+    dag = find_dag(workload)
+    if dag is None or workload.task_id not in dag.task_dict:
+        message = (f"DAG {workload.dag_id!r} with task {workload.task_id!r} was not found "
+                   "again in the task's process")
+        append_to_log(path, message)
+        report(TryEnd(TIS.FAILED, message), False)
+        return
+    run_started_try(dag, started, engine=context.engine, plugins=context.plugins,
+                    deadline=command["deadline"], path=path, report=report, channel=channel)
+
+
 _prctl: list[Any] = []
 PR_SET_PDEATHSIG = 1
 ORPHANED_SIGNAL = signal.SIGUSR2
@@ -794,24 +915,29 @@ def _load_prctl() -> None:
         _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
 
 
+def set_death_signal(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies
+    (``PR_SET_PDEATHSIG``)."""
+    _load_prctl()
+    _prctl[0](PR_SET_PDEATHSIG, signum)
+
+
 class _Orphanhood:
     """In a child running a try: what it does when its supervisor dies (a task killed its
     worker, or the OOM killer did). The kernel tells it with ``SIGUSR2``
     (``PR_SET_PDEATHSIG``); from then on the child heartbeats its try from a thread, and
     commits its end itself."""
 
-    def __init__(self, engine: Engine, parent_pid: int, interval: float | None,
-                 started: StartedTry) -> None:
-        self.engine = engine
-        self.interval = interval
+    def __init__(self, context: ChildContext, started: StartedTry) -> None:
+        self.context = context
+        self.interval = context.heartbeat_interval
         self.started = started
         self.orphaned = False
         self._ended = False
         self._stop: Any = None
-        _load_prctl()
         signal.signal(ORPHANED_SIGNAL, self._on_orphaned)
-        _prctl[0](PR_SET_PDEATHSIG, ORPHANED_SIGNAL)
-        if os.getppid() != parent_pid:  # it died before the call
+        set_death_signal(ORPHANED_SIGNAL)
+        if os.getppid() != context.parent_pid:  # it died before the call
             self._on_orphaned()
 
     def _on_orphaned(self, *_: Any) -> None:
@@ -829,7 +955,8 @@ class _Orphanhood:
         row = self.started.row
         while not self._stop.wait(self.interval):
             try:
-                [alive] = heartbeat_tries(self.engine, [(row.id, row.try_number)])
+                [alive] = heartbeat_tries(self.context.get_engine(),
+                                          [(row.id, row.try_number)])
             except Exception as err:  # a database hiccup: the next beat may succeed
                 log.warning("heartbeat failed: %s", err)
                 continue
@@ -849,7 +976,7 @@ class _Orphanhood:
         row = self.started.row
         log.warning("the supervisor of this try is gone: recording its end (%s) from the "
                     "task's own process", end.state)
-        [ended] = finish_tries(self.engine, [(row, row.try_number, end)])
+        [ended] = finish_tries(self.context.get_engine(), [(row, row.try_number, end)])
         if not ended.committed:  # ended elsewhere, or by the supervisor before it died
             return str(ended.state) if ended.state is not None else TIS.RUNNING
         state = end.state

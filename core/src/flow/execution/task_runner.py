@@ -190,7 +190,8 @@ class Attempt:
             True for _ in self.task.iter_callbacks(name))
 
 
-def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int, engine: Engine,
+def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int,
+             engine: Engine | None,
              backend: Any, supervision: Supervision | None,
              xcom_sink: dict[str, str] | None, channel: Any = None) -> Attempt:
     """Run the try's task (the state is already ``running``): clear old XComs when the start
@@ -235,7 +236,7 @@ def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int, engi
         return Attempt(outcome, rendered, context.get("task", task), context)
 
 
-def run_started_try(dag: Any, started: StartedTry, *, engine: Engine, plugins: Any,
+def run_started_try(dag: Any, started: StartedTry, *, engine: Engine | None, plugins: Any,
                     deadline: float | None, path: Path,
                     report: Callable[[TryEnd, bool], str | None], channel: Any = None) -> None:
     """Run, in a supervised child process, a try its supervisor started (see
@@ -452,10 +453,11 @@ def _run_callbacks(task: Any, state: str, context: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _session(engine: Engine) -> Iterator[Any]:
-    from flow.store.session import session_scope
+def _session(engine: Engine | None) -> Iterator[Any]:
+    """A session on ``engine``, or on this process's default engine (made on first use)."""
+    from flow.store.session import get_engine, session_scope
 
-    with session_scope(engine) as session:
+    with session_scope(engine if engine is not None else get_engine()) as session:
         yield session
 
 
@@ -936,21 +938,29 @@ def echo_stream() -> TextIO:
     return sys.__stdout__ or sys.stdout
 
 
-def warm_up(engine: Engine, plugins: Any) -> None:
+def warm_up_try(plugins: Any) -> None:
     """Pay once, in a process that forks tries, what every try would pay again in its child:
-    importing the modules a try uses and compiling its SQL statements (SQLAlchemy caches them
-    per engine). Runs the try's statements against no row, in a rolled-back transaction."""
-    from sqlalchemy.exc import IntegrityError
-
+    importing the modules a try uses, a first template, the masker, the XCom backend. Imports
+    no SQLAlchemy (a fork server calls it)."""
     import flow.authoring.macros
     import flow.authoring.templating
     import flow.scheduling.serialization
-    from flow.execution.xcom import stored_xcoms
     from flow.secrets.masking import masker
 
     flow.authoring.templating.make_environment(None).from_string("{{ ds }}")
     masker()
     _xcom_backend(plugins)
+
+
+def warm_up(engine: Engine, plugins: Any) -> None:
+    """:func:`warm_up_try`, and the try's SQL statements compiled once in the process that
+    starts and ends tries (SQLAlchemy caches them per engine): runs them against no row, in a
+    rolled-back transaction."""
+    from sqlalchemy.exc import IntegrityError
+
+    from flow.execution.xcom import stored_xcoms
+
+    warm_up_try(plugins)
     nothing, now, sql = -1, utcnow(), _sql()
     guard = {"w_id": nothing, "w_try_number": nothing}
     with engine.connect() as connection, connection.begin() as transaction:

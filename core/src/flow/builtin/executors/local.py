@@ -1,11 +1,11 @@
 """The local executor (the default): warm worker processes that fork a child per task.
 
 ``start`` launches ``[local_executor] workers`` worker processes (0: one per two CPUs), each of
-which has flow imported and imports a DAG file once (see
+which has flow imported and a fork server that imports a DAG file once and forks the tries (see
 :mod:`flow.builtin.executors.local_worker`). ``submit`` hands a workload to the least busy
 worker at once, or keeps it in a queue while ``parallelism`` tries are already in flight; it
-never blocks. ``prepare`` has every worker import a DAG file while idle, ahead of its tries.
-Each worker forks a child per try and supervises it (timeouts, crashes, process groups:
+never blocks. ``prepare`` has every worker's fork server import a DAG file ahead of its tries.
+Each worker has a child forked per try and supervises it (timeouts, crashes, process groups:
 :mod:`flow.execution.supervisor`), and sends back TaskEvents; a reader thread per worker records
 them, so :meth:`wait_for_events` wakes the scheduler the moment a task ends.
 

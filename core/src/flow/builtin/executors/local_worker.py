@@ -1,19 +1,23 @@
 """A warm worker of the local executor: ``python -m flow.builtin.executors.local_worker``.
 
-Started once by :class:`~flow.builtin.executors.local.LocalExecutor` and kept: it has flow, the
-plugins, the configuration and a database engine loaded, imports each DAG file on first use
-(again when the file's mtime or the workload's ``dag_hash`` changes), and runs every workload in
-a forked child through :class:`~flow.execution.supervisor.Supervisor`, so a task costs a fork,
-not an interpreter start.
+Started once by :class:`~flow.builtin.executors.local.LocalExecutor` and kept. It first loads
+flow, the plugins, the configuration and what every try uses, and forks its fork server
+(:mod:`flow.execution.forkserver`), which imports the DAG files (each on first use, again when
+the file's mtime or the workload's ``dag_hash`` changes) and forks the tries' children; then it
+loads the database engine and supervises every try through
+:class:`~flow.execution.supervisor.Supervisor`: a task costs a fork of the small fork server,
+not an interpreter start, and this process, which commits the tries' starts and ends, never
+forks.
 
 Protocol, JSON lines (no pickle): commands on stdin, ``{"op": "run", "workload": "<TaskWorkload
-JSON>"}``, ``{"op": "load", "dag_file": path, "dag_hash": hash}`` (import that file while idle,
-before its first workload: :meth:`~flow.execution.executor.BaseExecutor.prepare`), ``{"op":
-"cancel", "key": {...}}``, ``{"op": "stop", "kill": bool}``; TaskEvents on the file descriptor
-given by ``--events-fd``. When stdin closes (the executor shut down or the
-scheduler died) the worker takes no new work, lets its running tries finish (still enforcing
-their timeouts and ending the ones that die), then exits: a running task is never orphaned
-without a supervisor while its worker lives.
+JSON>"}``, ``{"op": "load", "dag_file": path, "dag_hash": hash}`` (have the fork server import
+that file before its first workload:
+:meth:`~flow.execution.executor.BaseExecutor.prepare`), ``{"op": "cancel", "key": {...}}``,
+``{"op": "stop", "kill": bool}``; TaskEvents on the file descriptor given by ``--events-fd``.
+When stdin closes (the executor shut down or the scheduler died) the worker takes no new work,
+lets its running tries finish (still enforcing their timeouts and ending the ones that die),
+then exits: a running task is never orphaned without a supervisor while its worker lives. A
+worker whose fork server died exits (code 1); the tries it ran end themselves.
 """
 
 from __future__ import annotations
@@ -24,42 +28,40 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload, WorkloadError
 
+if TYPE_CHECKING:
+    from flow.execution.forkserver import ForkServer
+
 
 class LocalWorker:
-    def __init__(self, supervisor: Any, events_fd: int, dags_folder: str,
-                 import_timeout: float) -> None:
+    def __init__(self, supervisor: Any, events_fd: int) -> None:
         self.supervisor = supervisor
+        self.server: ForkServer = supervisor.fork_server
         self.events_fd: int | None = events_fd
-        self.dags_folder = dags_folder
-        self.import_timeout = import_timeout
         self.stopping = False
         self._buffer = b""
         self._outbox: list[str] = []  # events, written together after each poll
-        self._dags: dict[str, tuple[tuple[int, str | None], Any]] = {}
-        self._dags_version = 0  # changes with every import: a spare child holds the DAGs
-        self._to_load: dict[str, str | None] = {}  # DAG files to import while idle
         supervisor.on_event = self.emit
         supervisor.watch(0, self._read_commands)
-        supervisor.keep_spares(lambda workload: self._dag(workload)[0],
-                                lambda: self._dags_version)
+        supervisor.watch(self.server.control_fileno(), self._read_loads)
 
-    def serve(self) -> None:
+    def serve(self) -> int:
+        """Run until told to stop and the running tries are done; 1 if the fork server died
+        (the tries it forked end themselves)."""
         try:
             while not (self.stopping and not self.supervisor.running):
-                # A DAG file to load waits until nothing else does; the spares wait for it
-                # (one forked before an import is not used).
-                self.supervisor.fork_spares = not self._to_load
-                handled = self.supervisor.poll(0 if self._to_load else None)
+                self.supervisor.poll(None)
                 self.flush_events()
-                if self._to_load and not handled:
-                    path, dag_hash = self._to_load.popitem()
-                    self._loaded(path, dag_hash)
+                if self.supervisor.fork_server_lost:
+                    print("flow local worker: its fork server died; exiting",
+                          file=sys.stderr)
+                    return 1
         finally:
             self.flush_events()
+        return 0
 
     def emit(self, event: TaskEvent) -> None:
         """Send ``event`` to the executor, with the others of this poll (one write: one
@@ -102,9 +104,10 @@ class LocalWorker:
 
     def _handle(self, command: dict[str, Any]) -> None:
         op = command.get("op")
-        if op == "load":
+        if op == "load":  # imported by the fork server, while this worker goes on
             if not self.stopping:
-                self._to_load[os.path.abspath(str(command["dag_file"]))] = command.get("dag_hash")
+                self.server.load(os.path.abspath(str(command["dag_file"])),
+                                 command.get("dag_hash"))
         elif op == "cancel":
             self.supervisor.cancel(TaskKey.from_dict(command["key"]), "cancelled")
         elif op == "stop":
@@ -114,7 +117,6 @@ class LocalWorker:
 
     def _stop(self) -> None:
         self.stopping = True
-        self._to_load.clear()
         self.supervisor.stop_keeping_spares()
 
     def _run(self, workloads: list[TaskWorkload]) -> None:
@@ -122,79 +124,37 @@ class LocalWorker:
 
         runnable = []
         for workload in workloads:
-            dag, problem = self._dag(workload)
-            if dag is None:
+            limits, problem = self._limits(workload)
+            if limits is None:
                 state = fail_unstartable(self.supervisor.engine, workload, problem,
                                          self.supervisor.log_folder, self.supervisor.plugins)
                 self.emit(TaskEvent(workload.key, state or "refused", workload.try_number,
                                     {"message": problem}))
                 continue
-            runnable.append((workload, dag))
+            runnable.append((workload, limits))
         if runnable:
             self.supervisor.launch_many(runnable)
 
-    def _dag(self, workload: TaskWorkload) -> tuple[Any, str]:
+    def _limits(self, workload: TaskWorkload) -> tuple[Any, str]:
+        """What the supervisor needs of the workload's task, from the fork server, which
+        imports the DAG file first unless it holds it at this modification time and
+        ``dag_hash`` already; or None and why the task cannot run."""
         path = os.path.abspath(workload.dag_file)
-        loaded, problem = self._loaded(path, workload.dag_hash)
-        if loaded is None:
-            return None, problem
-        dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
-        if dag is not None and workload.task_id in dag.task_dict:
-            return dag, ""
-        what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
-        problems = "; ".join(str(e) for e in loaded.errors)
-        return None, f"{what} not found in {path}" + (f": {problems}" if problems else "")
-
-    def _loaded(self, path: str, dag_hash: str | None) -> tuple[Any, str]:
-        """The DAG file at ``path``, imported here unless this worker holds it at this
-        modification time and ``dag_hash`` already; or None and why it cannot be read."""
-        self._to_load.pop(path, None)
         try:
-            version = (os.stat(path).st_mtime_ns, dag_hash)
+            version = (os.stat(path).st_mtime_ns, workload.dag_hash)
         except OSError as err:
             return None, f"DAG file {path} cannot be read: {err}"
-        cached = self._dags.get(path)
-        if cached is None or cached[0] != version:
-            cached = self._dags[path] = (version, self._import(path))
-            self._dags_version += 1
-            self._prepare(cached[1])
-            _freeze()
-        return cached[1], ""
+        known = self.server.answers.get(path)
+        if known is None or known.version != version:
+            number = self.server.load(path, workload.dag_hash)
+            while (known := self.server.answers.get(path)) is None or known.number < number:
+                if not self.server.alive:
+                    return None, "the fork server of this worker died"
+                self.server.loaded(block=True)
+        return known.find(workload.dag_id, workload.task_id)
 
-    @staticmethod
-    def _prepare(loaded: Any) -> None:
-        """Build each DAG's template environment and read its Python callables' signatures
-        here, once, rather than in every try's child."""
-        from flow.authoring.templating import LazyEnvironment
-        from flow.builtin.operators.python import callable_parameters
-
-        for dag in loaded.dags:
-            with contextlib.suppress(Exception):  # a bad macro fails the try, not the worker
-                LazyEnvironment(dag).get()
-            for task in dag.tasks:
-                function = getattr(task, "python_callable", None)
-                if callable(function):
-                    callable_parameters(function)
-
-    def _import(self, path: str) -> Any:
-        """Import a DAG file here, under an alarm: a file that loops at import must not take
-        the worker with it."""
-        from flow.exceptions import TaskTimeout
-        from flow.scheduling.dagbag import DagFileError, LoadedFile, load_dag_file
-
-        def on_alarm(signum: int, frame: Any) -> None:
-            raise TaskTimeout(f"importing {path} took longer than "
-                              f"{self.import_timeout:g} seconds")
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, self.import_timeout)
-        try:
-            return load_dag_file(path, self.dags_folder)
-        except TaskTimeout as err:
-            return LoadedFile(path, errors=[DagFileError(path, None, str(err))])
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+    def _read_loads(self) -> None:
+        self.server.loaded(block=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,42 +166,99 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from flow.config import load_config
-    from flow.execution.supervisor import Supervisor, kill_grace_period
-    from flow.execution.task_runner import warm_up
+    from flow.execution.forkserver import ForkServer
+    from flow.execution.supervisor import ChildContext, Supervisor, kill_grace_period
+    from flow.execution.task_runner import warm_up, warm_up_try
     from flow.plugins import current, set_current
-    from flow.store.session import get_engine
 
     config = load_config()
     _settle_logging()
-    engine = get_engine()
-    # The executor checked the schema before starting us: importing the migration machinery
-    # here would add 10 MB to the worker, which every fork of a try pays for.
-    with engine.connect():  # the dialect initializes once here, not in every forked child
-        pass
     plugins = current()
     set_current(plugins)
     _warm_imports()
-    warm_up(engine, plugins)
+    warm_up_try(plugins)
     _rehearse_try_output()
-    # Before the freeze and the first fork: what listeners load is shared by every try.
+    _freeze()
+    heartbeat_interval = config.get("scheduler", "task_heartbeat_interval")
+    # The tries' fork server starts now, before this process imports SQLAlchemy and connects:
+    # what a try is forked from is about half this worker's size (quicker to fork, to copy on
+    # write and to tear down), and this process, which commits the tries' starts and ends,
+    # never forks (after a fork, every page it writes would be copied).
+    dags_folder = str(config.get("core", "dags_folder"))
+    import_timeout = float(config.get("core", "dag_file_processor_timeout"))
+    server = ForkServer.start(
+        ChildContext(plugins, float(heartbeat_interval) if heartbeat_interval else None),
+        lambda path: _load_dag_file(path, dags_folder, import_timeout), {args.events_fd})
+
+    from flow.store.session import get_engine
+
+    engine = get_engine()
+    # The executor checked the schema before starting us: the migration machinery is not
+    # imported here.
+    with engine.connect():  # the dialect initializes once here
+        pass
+    warm_up(engine, plugins)
     plugins.component_started("local_worker")
     _freeze()
     supervisor = Supervisor(
         engine=engine, plugins=plugins, on_event=lambda event: None,
         log_folder=str(config.get("logging", "base_log_folder")),
-        heartbeat_interval=config.get("scheduler", "task_heartbeat_interval"),
+        heartbeat_interval=heartbeat_interval,
         kill_grace=args.kill_grace if args.kill_grace is not None else kill_grace_period(config),
-        spares=int(config.get("local_executor", "spare_children")))
-    worker = LocalWorker(supervisor, args.events_fd, str(config.get("core", "dags_folder")),
-                         float(config.get("core", "dag_file_processor_timeout")))
+        fork_server=server, spares=int(config.get("local_executor", "spare_children")))
+    worker = LocalWorker(supervisor, args.events_fd)
+    code = 0
     try:
-        worker.serve()
+        code = worker.serve()
     except (WorkloadError, ValueError, KeyError) as err:
         print(f"flow local worker: bad command from the executor: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        code = 2
     finally:
         supervisor.close()
         plugins.component_stopped("local_worker")
+    raise SystemExit(code)
+
+
+def _load_dag_file(path: str, dags_folder: str, timeout: float) -> Any:
+    """Import a DAG file in the fork server, under an alarm (a file that loops at import must
+    not take the server with it), and work out once what each try of its tasks would."""
+    loaded = _import(path, dags_folder, timeout)
+    _prepare(loaded)
+    _freeze()
+    return loaded
+
+
+def _prepare(loaded: Any) -> None:
+    """Build each DAG's template environment and read its Python callables' signatures
+    here, once, rather than in every try's child."""
+    from flow.authoring.templating import LazyEnvironment
+    from flow.builtin.operators.python import callable_parameters
+
+    for dag in loaded.dags:
+        with contextlib.suppress(Exception):  # a bad macro fails the try, not the server
+            LazyEnvironment(dag).get()
+        for task in dag.tasks:
+            function = getattr(task, "python_callable", None)
+            if callable(function):
+                callable_parameters(function)
+
+
+def _import(path: str, dags_folder: str, timeout: float) -> Any:
+    from flow.exceptions import TaskTimeout
+    from flow.scheduling.dagbag import DagFileError, LoadedFile, load_dag_file
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TaskTimeout(f"importing {path} took longer than {timeout:g} seconds")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return load_dag_file(path, dags_folder)
+    except TaskTimeout as err:
+        return LoadedFile(path, errors=[DagFileError(path, None, str(err))])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _settle_logging() -> None:

@@ -1,0 +1,174 @@
+"""A local executor worker's fork server: where its tries come from, and what happens when the
+worker or the server dies under running tries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from executor_helpers import collect, finals, process_alive, queue, ti_row, write_dag_with_run
+from sqlalchemy import Engine
+
+from flow.builtin.executors.local import LocalExecutor
+from flow.execution.workload import TaskEvent
+
+DAG_ID = "forked"
+
+SOURCE = '''
+import os, sys, time, json
+from datetime import datetime
+from pathlib import Path
+from flow import DAG
+from flow.operators import PythonOperator
+
+SCRATCH = Path(os.environ["FLOW_TEST_SCRATCH"])
+
+def where():
+    # what the try's process inherited from the process it was forked from
+    (SCRATCH / "where.json").write_text(json.dumps({
+        "ppid": os.getppid(), "sqlalchemy": "sqlalchemy" in sys.modules}))
+
+def sleeps():
+    (SCRATCH / "sleeps.pid").write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get("SLEEP", "2")))
+
+with DAG("forked", schedule=None, start_date=datetime(2024, 1, 1)):
+    PythonOperator(task_id="where", python_callable=where)
+    PythonOperator(task_id="where_again", python_callable=where)
+    PythonOperator(task_id="sleeps", python_callable=sleeps)
+    for i in range(6):
+        PythonOperator(task_id=f"n{i}", python_callable=time.sleep, op_args=[0.2])
+'''
+
+OTHER = '''
+from datetime import datetime
+from flow import DAG
+from flow.operators import EmptyOperator
+
+with DAG("other", schedule=None, start_date=datetime(2024, 1, 1)):
+    EmptyOperator(task_id="nothing")
+'''
+
+
+@pytest.fixture
+def forked_dag(flow_home: Path, engine: Engine, scratch: Path) -> Path:
+    return write_dag_with_run(flow_home / "dags" / "forked.py", SOURCE, engine)
+
+
+@pytest.fixture
+def executor(forked_dag: Path) -> Iterator[LocalExecutor]:
+    executor = LocalExecutor(parallelism=6, workers=1, kill_grace=0.5)
+    executor.start()
+    yield executor
+    executor.shutdown(wait=False)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return [int(child) for child in handle.read().split()]
+
+
+def _fork_server(worker: int) -> int:
+    deadline = time.monotonic() + 10
+    while not (children := _children(worker)):
+        assert time.monotonic() < deadline, f"worker {worker} started no fork server"
+        time.sleep(0.01)
+    [server] = children
+    return server
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _running(executor: LocalExecutor, task_id: str) -> None:
+    events: list[TaskEvent] = []
+    deadline = time.monotonic() + 15
+    while not any(e.state == "running" and e.key.task_id == task_id for e in events):
+        assert time.monotonic() < deadline, f"{task_id} did not start: {events}"
+        executor.wait_for_events(0.1)
+        events += executor.events()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_try_is_forked_from_the_fork_server_which_holds_no_database_engine(
+        executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
+    [worker] = executor.worker_pids()
+    server = _fork_server(worker)
+    for task_id in ("where", "where_again"):  # the first try, and one forked ahead
+        executor.submit(queue(engine, forked_dag, DAG_ID, task_id))
+        assert finals(collect(executor, 1))[task_id].state == "success"
+        seen = json.loads((scratch / "where.json").read_text())
+        assert seen == {"ppid": server, "sqlalchemy": False}
+
+
+def test_a_killed_worker_takes_its_fork_server_along_and_its_try_still_ends(
+        executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
+    [worker] = executor.worker_pids()
+    server = _fork_server(worker)
+    executor.submit(queue(engine, forked_dag, DAG_ID, "sleeps"))
+    _running(executor, "sleeps")
+    os.kill(worker, signal.SIGKILL)
+    _wait(lambda: not process_alive(server), "the fork server outlived its worker", 5)
+    # The try learns its supervisor is gone, and records its own end.
+    _wait(lambda: ti_row(engine, DAG_ID, "sleeps").state == "success",
+          "the orphaned try did not record its end")
+    events = collect(executor, 1)
+    assert finals(events)["sleeps"].state == "lost"
+    _wait(lambda: len(executor.worker_pids()) == 1 and executor.worker_pids() != [worker],
+          "the worker was not replaced")
+    executor.submit(queue(engine, forked_dag, DAG_ID, "where"))
+    assert finals(collect(executor, 1))["where"].state == "success"
+
+
+def test_a_dead_fork_server_ends_its_worker_which_is_replaced_and_its_try_still_ends(
+        executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
+    [worker] = executor.worker_pids()
+    server = _fork_server(worker)
+    executor.submit(queue(engine, forked_dag, DAG_ID, "sleeps"))
+    _running(executor, "sleeps")
+    _wait(lambda: (scratch / "sleeps.pid").exists(), "the task did not start sleeping")
+    try_pid = int((scratch / "sleeps.pid").read_text())
+    os.kill(server, signal.SIGKILL)
+    events = collect(executor, 1)  # the worker exits: its try in flight is reported lost
+    assert finals(events)["sleeps"].state == "lost"
+    assert not process_alive(worker)
+    _wait(lambda: ti_row(engine, DAG_ID, "sleeps").state == "success",
+          "the try whose fork server died did not record its end")
+    _wait(lambda: not process_alive(try_pid), "the try's process did not exit")
+    [replacement] = executor.worker_pids()
+    assert replacement != worker
+    executor.submit(queue(engine, forked_dag, DAG_ID, "where"))
+    assert finals(collect(executor, 1))["where"].state == "success"
+    assert json.loads((scratch / "where.json").read_text())["ppid"] == \
+        _fork_server(replacement)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_burst_right_after_another_file_is_imported_runs_on_children_of_the_new_version(
+        executor: LocalExecutor, engine: Engine, forked_dag: Path, flow_home: Path) -> None:
+    """The fork server imports a prepared file while the worker launches a burst: the children
+    it forks after the import are of a newer DAGs version than the worker has read of; the
+    worker reads that import's answer and uses them (it neither waits forever nor asks for
+    children without end)."""
+    [worker] = executor.worker_pids()
+    server = _fork_server(worker)
+    executor.submit(queue(engine, forked_dag, DAG_ID, "where"))  # imported; spares forked
+    assert finals(collect(executor, 1))["where"].state == "success"
+    other = flow_home / "dags" / "other.py"
+    other.write_text(OTHER)
+    executor.prepare(str(other), None)
+    for i in range(6):  # more than the spares
+        executor.submit(queue(engine, forked_dag, DAG_ID, f"n{i}"))
+    outcome = finals(collect(executor, 6))
+    assert {outcome[f"n{i}"].state for i in range(6)} == {"success"}
+    time.sleep(0.3)
+    assert len(_children(server)) <= 4 + 6
