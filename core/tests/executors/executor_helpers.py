@@ -134,3 +134,18 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` forked that are alive or not reaped yet."""
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return {int(child) for child in handle.read().split()}
+
+
+def fork_server_of(worker: int, timeout: float = 10.0) -> int:
+    """The process a local executor worker's tries are forked from: the worker's only child
+    (once the worker, just started, has forked it)."""
+    deadline = time.monotonic() + timeout
+    while not (forked := children(worker)):
+        assert time.monotonic() < deadline, f"worker {worker} started no fork server"
+        time.sleep(0.01)
+    [server] = forked
+    return server

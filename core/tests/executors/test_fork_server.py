@@ -11,11 +11,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from executor_helpers import collect, finals, process_alive, queue, ti_row, write_dag_with_run
+from executor_helpers import (
+    children,
+    collect,
+    finals,
+    fork_server_of,
+    process_alive,
+    queue,
+    ti_row,
+    write_dag_with_run,
+)
 from sqlalchemy import Engine
 
 from flow.builtin.executors.local import LocalExecutor
-from flow.execution.workload import TaskEvent
 
 DAG_ID = "forked"
 
@@ -68,20 +76,6 @@ def executor(forked_dag: Path) -> Iterator[LocalExecutor]:
     executor.shutdown(wait=False)
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as handle:
-        return [int(child) for child in handle.read().split()]
-
-
-def _fork_server(worker: int) -> int:
-    deadline = time.monotonic() + 10
-    while not (children := _children(worker)):
-        assert time.monotonic() < deadline, f"worker {worker} started no fork server"
-        time.sleep(0.01)
-    [server] = children
-    return server
-
-
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -89,20 +83,21 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> No
         time.sleep(0.02)
 
 
-def _running(executor: LocalExecutor, task_id: str) -> None:
-    events: list[TaskEvent] = []
-    deadline = time.monotonic() + 15
-    while not any(e.state == "running" and e.key.task_id == task_id for e in events):
-        assert time.monotonic() < deadline, f"{task_id} did not start: {events}"
-        executor.wait_for_events(0.1)
-        events += executor.events()
+def _sleeping_try(executor: LocalExecutor, engine: Engine, forked_dag: Path,
+                  scratch: Path) -> tuple[int, int, int]:
+    """Start the task that sleeps; the worker's pid, its fork server's and the try's."""
+    [worker] = executor.worker_pids()
+    server = fork_server_of(worker)
+    executor.submit(queue(engine, forked_dag, DAG_ID, "sleeps"))
+    _wait(lambda: (scratch / "sleeps.pid").exists(), "the task did not start sleeping")
+    return worker, server, int((scratch / "sleeps.pid").read_text())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_try_is_forked_from_the_fork_server_which_holds_no_database_engine(
         executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
     [worker] = executor.worker_pids()
-    server = _fork_server(worker)
+    server = fork_server_of(worker)
     for task_id in ("where", "where_again"):  # the first try, and one forked ahead
         executor.submit(queue(engine, forked_dag, DAG_ID, task_id))
         assert finals(collect(executor, 1))[task_id].state == "success"
@@ -112,10 +107,7 @@ def test_a_try_is_forked_from_the_fork_server_which_holds_no_database_engine(
 
 def test_a_killed_worker_takes_its_fork_server_along_and_its_try_still_ends(
         executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
-    [worker] = executor.worker_pids()
-    server = _fork_server(worker)
-    executor.submit(queue(engine, forked_dag, DAG_ID, "sleeps"))
-    _running(executor, "sleeps")
+    worker, server, _ = _sleeping_try(executor, engine, forked_dag, scratch)
     os.kill(worker, signal.SIGKILL)
     _wait(lambda: not process_alive(server), "the fork server outlived its worker", 5)
     # The try learns its supervisor is gone, and records its own end.
@@ -131,12 +123,7 @@ def test_a_killed_worker_takes_its_fork_server_along_and_its_try_still_ends(
 
 def test_a_dead_fork_server_ends_its_worker_which_is_replaced_and_its_try_still_ends(
         executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
-    [worker] = executor.worker_pids()
-    server = _fork_server(worker)
-    executor.submit(queue(engine, forked_dag, DAG_ID, "sleeps"))
-    _running(executor, "sleeps")
-    _wait(lambda: (scratch / "sleeps.pid").exists(), "the task did not start sleeping")
-    try_pid = int((scratch / "sleeps.pid").read_text())
+    worker, server, try_pid = _sleeping_try(executor, engine, forked_dag, scratch)
     os.kill(server, signal.SIGKILL)
     events = collect(executor, 1)  # the worker exits: its try in flight is reported lost
     assert finals(events)["sleeps"].state == "lost"
@@ -149,7 +136,7 @@ def test_a_dead_fork_server_ends_its_worker_which_is_replaced_and_its_try_still_
     executor.submit(queue(engine, forked_dag, DAG_ID, "where"))
     assert finals(collect(executor, 1))["where"].state == "success"
     assert json.loads((scratch / "where.json").read_text())["ppid"] == \
-        _fork_server(replacement)
+        fork_server_of(replacement)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -160,7 +147,7 @@ def test_a_burst_right_after_another_file_is_imported_runs_on_children_of_the_ne
     worker reads that import's answer and uses them (it neither waits forever nor asks for
     children without end)."""
     [worker] = executor.worker_pids()
-    server = _fork_server(worker)
+    server = fork_server_of(worker)
     executor.submit(queue(engine, forked_dag, DAG_ID, "where"))  # imported; spares forked
     assert finals(collect(executor, 1))["where"].state == "success"
     other = flow_home / "dags" / "other.py"
@@ -171,4 +158,4 @@ def test_a_burst_right_after_another_file_is_imported_runs_on_children_of_the_ne
     outcome = finals(collect(executor, 6))
     assert {outcome[f"n{i}"].state for i in range(6)} == {"success"}
     time.sleep(0.3)
-    assert len(_children(server)) <= 4 + 6
+    assert len(children(server)) <= 4 + 6

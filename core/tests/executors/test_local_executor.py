@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from executor_helpers import (
+    children,
     collect,
     finals,
+    fork_server_of,
     ledger_rows,
     max_concurrency,
     process_alive,
@@ -299,7 +301,7 @@ def test_a_prepared_dag_file_is_imported_by_the_fork_server_before_its_first_try
     executor.start()
     try:
         [worker] = executor.worker_pids()
-        server = _fork_server(worker)
+        server = fork_server_of(worker)
         assert server not in _importers(scratch)
         executor.prepare(str(dag_file), None)
         deadline = time.monotonic() + 10
@@ -343,32 +345,16 @@ def test_wait_for_events_returns_as_soon_as_a_task_ends(
     assert executor.wait_for_events(0) is False
 
 
-def _children(pid: int) -> set[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as handle:
-        return {int(child) for child in handle.read().split()}
-
-
-def _fork_server(worker: int, timeout: float = 10.0) -> int:
-    """The process a worker's tries are forked from: the worker's only child (once the
-    worker, just started, has forked it)."""
-    deadline = time.monotonic() + timeout
-    while not (children := _children(worker)):
-        assert time.monotonic() < deadline, f"worker {worker} started no fork server"
-        time.sleep(0.01)
-    [server] = children
-    return server
-
-
 def _wait_for_spares(worker: int, count: int, tries: set[int],
                      timeout: float = 10.0) -> set[int]:
     """The ``count`` children of an idle worker's fork server once the processes of ``tries``
     are reaped: the spares forked ahead of the next tries."""
-    server = _fork_server(worker)
+    server = fork_server_of(worker)
     deadline = time.monotonic() + timeout
-    while len(children := _children(server)) != count or children & tries:
-        assert time.monotonic() < deadline, f"fork server {server} has children {children}"
+    while len(forked := children(server)) != count or forked & tries:
+        assert time.monotonic() < deadline, f"fork server {server} has children {forked}"
         time.sleep(0.01)
-    return children
+    return forked
 
 
 def _pid(events: list[TaskEvent], state: str = "running") -> int:
@@ -382,7 +368,7 @@ def test_an_idle_worker_forks_the_next_tries_processes_ahead_and_reaps_them_at_s
     executor.start()
     try:
         [worker] = executor.worker_pids()
-        server = _fork_server(worker)
+        server = fork_server_of(worker)
         executor.submit(queue(engine, dag_file, DAG_ID, "ok"))
         events = collect(executor, 1)
         assert finals(events)["ok"].state == "success"
@@ -420,7 +406,7 @@ def test_spare_children_sets_how_many_an_idle_worker_keeps(
             # with one spare, the try ran in it and the next one is forked in its place
             kept = _wait_for_spares(worker, spares, tries={_pid(events)})
             time.sleep(0.2)  # and no more than that
-            assert _children(_fork_server(worker)) == kept
+            assert children(fork_server_of(worker)) == kept
     finally:
         executor.shutdown(wait=True)
 

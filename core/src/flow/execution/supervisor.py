@@ -3,8 +3,9 @@
 The supervisor (the parent) is what ``flow tasks run`` and every worker of the local executor
 run. It owns the try's state in the database; the child runs the task:
 
-* **start**: the supervisor forks a child per workload (or takes the spare forked while it was
-  idle), then starts every try of the batch in one transaction (``queued -> running``, guarded;
+* **start**: the supervisor forks a child per workload (a local executor worker takes one its
+  fork server forked ahead: :mod:`flow.execution.forkserver`), then starts every try of the
+  batch in one transaction (``queued -> running``, guarded;
   :func:`~flow.execution.task_runner.start_tries`) and sends each started child its try over a
   command pipe; a refused start ends its child before anything ran;
 * **run**: the child puts itself in a new process group (so the whole tree the task starts can
@@ -28,11 +29,13 @@ enforces ``execution_timeout`` (``SIGTERM`` to the group at the deadline, ``SIGK
 ``kill_grace`` seconds), kills what is left of the group once the child exits, and, when the
 child died without reporting an end (``os._exit``, a signal, the OOM killer), ends the try
 itself: one guarded update to ``up_for_retry`` or ``failed``, with the reason appended to the
-try's log. A child outlives its supervisor: told of its death (``PR_SET_PDEATHSIG``), it
+try's log. (A fork server's children are watched and reaped by the fork server, which says
+when one exits.) A child outlives its supervisor: told of its parent's death
+(``PR_SET_PDEATHSIG``), it
 heartbeats its try itself and commits its own end, so a worker killed under it costs the tries
 beside it nothing.
 
-One supervisor runs many children at once; it never starts a thread (it is forked from), and it
+One supervisor runs many children at once; it never starts a thread (it may be forked from), and it
 is driven by :meth:`Supervisor.poll`, which waits on every child at once with a selector.
 """
 
@@ -188,7 +191,8 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.children: dict[TaskKey, _Child] = {}
         # Children whose try has ended (its end committed and sent on) or never started, and
-        # that are still exiting: reaped when their pidfd says so. A new try may start.
+        # that are still exiting: forgotten when their pidfd (or the fork server) says they
+        # exited. A new try may start.
         self._exiting: dict[int, _Child] = {}
         self._ending: list[_Child] = []  # ends reported, to commit together
         self._retry_ends_at = 0.0
