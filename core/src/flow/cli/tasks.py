@@ -115,7 +115,7 @@ def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
     from flow.config import load_config
     from flow.execution.supervisor import Supervisor, fail_unstartable, kill_grace_period
     from flow.plugins import current
-    from flow.scheduling.dagbag import load_dag_file
+    from flow.scheduling.dagbag import load_dag_file, not_found_reason
     from flow.store.migrate import ensure_current
     from flow.store.session import get_engine
 
@@ -127,10 +127,8 @@ def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
     loaded = load_dag_file(workload.dag_file, str(config.get("core", "dags_folder")))
     dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
     if dag is None or workload.task_id not in dag.task_dict:
-        problems = "; ".join(str(e) for e in loaded.errors)
-        what = f"DAG {workload.dag_id!r}" if dag is None else f"task {workload.task_id!r}"
-        message = f"{what} not found in {workload.dag_file}" + (f": {problems}" if problems
-                                                                else "")
+        message = not_found_reason(workload.dag_file, workload.dag_id, workload.task_id,
+                                   dag is not None, [str(e) for e in loaded.errors])
         state = fail_unstartable(engine, workload, message, log_folder, current())
         outcome.update(state=state or "not_found", message=message)
         return EXIT_NOT_FOUND, outcome

@@ -81,9 +81,10 @@ class LoadAnswer:
         tasks = self.dags.get(dag_id)
         if tasks is not None and task_id in tasks:
             return tasks[task_id], ""
-        what = f"DAG {dag_id!r}" if tasks is None else f"task {task_id!r}"
-        problems = "; ".join(self.errors)
-        return None, f"{what} not found in {self.path}" + (f": {problems}" if problems else "")
+        from flow.scheduling.dagbag import not_found_reason
+
+        return None, not_found_reason(self.path, dag_id, task_id, tasks is not None,
+                                      self.errors)
 
 
 class ForkServer:

@@ -52,6 +52,15 @@ class LoadedFile:
     errors: list[DagFileError] = field(default_factory=list)
 
 
+def not_found_reason(path: str, dag_id: str, task_id: str, dag_found: bool,
+                     errors: list[str]) -> str:
+    """Why a workload's task cannot run from the file at ``path``: its DAG, or the task, is
+    not in it (with the file's import errors, if any)."""
+    what = f"task {task_id!r}" if dag_found else f"DAG {dag_id!r}"
+    problems = "; ".join(errors)
+    return f"{what} not found in {path}" + (f": {problems}" if problems else "")
+
+
 def module_name_for(path: str) -> str:
     """A module name unique to ``path``: two ``etl.py`` files never share a module."""
     digest = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:12]
