@@ -129,15 +129,25 @@ def _cpu_seconds() -> float:
 
 
 def _worker_cpu(executor: Any) -> tuple[float, float]:
-    """Milliseconds of CPU the workers used themselves, and their reaped children (the tries)."""
+    """Milliseconds of CPU the workers used themselves, and the tries: the workers' fork
+    servers with the children they forked and reaped (and any child a worker reaped itself)."""
     ticks = os.sysconf("SC_CLK_TCK")
     own = tries = 0.0
     for pid in executor.worker_pids():
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        own += (int(fields[11]) + int(fields[12])) / ticks * 1000
-        tries += (int(fields[13]) + int(fields[14])) / ticks * 1000
+        utime, stime, cutime, cstime = _stat_times(pid)
+        own += (utime + stime) / ticks * 1000
+        tries += (cutime + cstime) / ticks * 1000
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            for server in handle.read().split():
+                tries += sum(_stat_times(int(server))) / ticks * 1000
     return own, tries
+
+
+def _stat_times(pid: int) -> tuple[int, int, int, int]:
+    """A process's utime, stime, cutime and cstime, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12]), int(fields[13]), int(fields[14])
 
 
 def _rss_mb(pid: int) -> float:

@@ -70,6 +70,9 @@ class RunFigures:
     peak_pss_mb: float
     states: dict[str, int] = field(default_factory=dict)
     cpu_ms: dict[str, float] = field(default_factory=dict)  # role -> CPU over the run
+    # Each hop in two: the upstream's end to the downstream's queueing (the end's commit, the
+    # event, the scheduler's step up to its queueing), and that to the downstream's start.
+    hop_parts_ms: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _stat_ticks(pid: int) -> tuple[str, list[int]]:
@@ -338,7 +341,8 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
     cpu_ms = {role: (after[role] - before[role]) * tick_ms for role in before}
     with session_scope(engine) as session:
         rows = session.execute(select(TaskInstance.task_id, TaskInstance.state,
-                                      TaskInstance.start_date, TaskInstance.end_date)
+                                      TaskInstance.queued_at, TaskInstance.start_date,
+                                      TaskInstance.end_date)
                                .where(TaskInstance.dag_id == dag_id,
                                       TaskInstance.run_id == run.run_id)).all()
     dispose_engines()
@@ -349,10 +353,15 @@ def run_workload(name: str, url: str, home: Path, *, sample_memory: bool) -> Run
     hops = [(by_id[down].start_date - by_id[up].end_date).total_seconds() * 1000
             for up, down in edges
             if by_id[up].end_date is not None and by_id[down].start_date is not None]
+    parts = [((by_id[down].queued_at - by_id[up].end_date).total_seconds() * 1000,
+              (by_id[down].start_date - by_id[down].queued_at).total_seconds() * 1000)
+             for up, down in edges
+             if by_id[up].end_date is not None and by_id[down].queued_at is not None
+             and by_id[down].start_date is not None]
     if state != "success":
         print(f"  {name}: the run ended {state}: {states}")
     peak = (memory.peak, memory.peak_pss) if isinstance(memory, PeakRss) else (0.0, 0.0)
-    return RunFigures(wall, len(rows), hops, *peak, states, cpu_ms)
+    return RunFigures(wall, len(rows), hops, *peak, states, cpu_ms, parts)
 
 
 # ------------------------------------------------------------------------------------- parse
@@ -457,6 +466,10 @@ def _workload_rows(name: str, runs: list[RunFigures],
     per_task = statistics.median(r.wall / r.tasks * 1000 for r in runs)
     p50s = [statistics.median(r.hops_ms) for r in runs]
     p99 = statistics.median(percentile(r.hops_ms, 0.99) for r in runs)
+    ended_queued = statistics.median(statistics.median(a for a, _ in r.hop_parts_ms)
+                                     for r in runs)
+    queued_started = statistics.median(statistics.median(b for _, b in r.hop_parts_ms)
+                                       for r in runs)
     pss = [r.peak_pss_mb for r in memory_runs]
     rss = statistics.median(r.peak_rss_mb for r in memory_runs)
     fanout, chain = name == "fanout", name == "chain"
@@ -472,6 +485,8 @@ def _workload_rows(name: str, runs: list[RunFigures],
              f"{statistics.median(p50s):.1f} / {p99:.1f} ms" + each(p50s, "{:.1f}"),
              "p50 <= 5 ms" if chain else "",
              statistics.median(p50s) <= 5 if chain else None),
+        _row(f"{label} hop p50 in two: end -> queued / queued -> start",
+             f"{ended_queued:.1f} / {queued_started:.1f} ms", "", None),
         _row(f"{label} peak memory, PSS (scheduler tree)",
              f"{statistics.median(pss):.0f} MB" + each(pss, "{:.0f}"), "<= 150 MB",
              statistics.median(pss) <= 150),
