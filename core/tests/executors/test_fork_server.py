@@ -21,7 +21,7 @@ from executor_helpers import (
     ti_row,
     write_dag_with_run,
 )
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from flow.builtin.executors.local import LocalExecutor
 
@@ -41,6 +41,21 @@ def where():
     (SCRATCH / "where.json").write_text(json.dumps({
         "ppid": os.getppid(), "sqlalchemy": "sqlalchemy" in sys.modules}))
 
+def gives():
+    return 41
+
+def takes(value, ti):
+    from flow.secrets.connection import Connection
+    from flow.secrets.variable import Variable
+
+    ti.xcom_push("seen", value)
+    # the pull (rendering op_args), a push, a variable and a connection of the database
+    # secrets backend, all through the supervisor: no SQLAlchemy in this process
+    (SCRATCH / "takes.json").write_text(json.dumps({
+        "ppid": os.getppid(), "value": value, "variable": Variable.get("greeting"),
+        "host": Connection.get("warehouse").host, "sqlalchemy": "sqlalchemy" in sys.modules}))
+    return value + 1
+
 def sleeps():
     (SCRATCH / "sleeps.pid").write_text(str(os.getpid()))
     time.sleep(float(os.environ.get("SLEEP", "2")))
@@ -49,6 +64,8 @@ with DAG("forked", schedule=None, start_date=datetime(2024, 1, 1)):
     PythonOperator(task_id="where", python_callable=where)
     PythonOperator(task_id="where_again", python_callable=where)
     PythonOperator(task_id="sleeps", python_callable=sleeps)
+    given = PythonOperator(task_id="gives", python_callable=gives)
+    PythonOperator(task_id="takes", python_callable=takes, op_args=[given.output])
     for i in range(6):
         PythonOperator(task_id=f"n{i}", python_callable=time.sleep, op_args=[0.2])
 '''
@@ -103,6 +120,30 @@ def test_a_try_is_forked_from_the_fork_server_which_holds_no_database_engine(
         assert finals(collect(executor, 1))[task_id].state == "success"
         seen = json.loads((scratch / "where.json").read_text())
         assert seen == {"ppid": server, "sqlalchemy": False}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_try_reads_xcoms_variables_and_connections_without_loading_sqlalchemy(
+        executor: LocalExecutor, engine: Engine, forked_dag: Path, scratch: Path) -> None:
+    from flow.secrets.connection import Connection
+    from flow.secrets.database import save_connection, save_variable
+    from flow.store.session import session_scope
+
+    with session_scope(engine) as session:
+        save_connection(Connection("warehouse", "postgres", host="db.example"), session=session)
+        save_variable("greeting", "hello", session=session)
+    [worker] = executor.worker_pids()
+    server = fork_server_of(worker)
+    for task_id in ("gives", "takes"):
+        executor.submit(queue(engine, forked_dag, DAG_ID, task_id))
+        assert finals(collect(executor, 1))[task_id].state == "success"
+    seen = json.loads((scratch / "takes.json").read_text())
+    assert seen == {"ppid": server, "value": 41, "variable": "hello", "host": "db.example",
+                    "sqlalchemy": False}
+    with engine.connect() as connection:
+        stored = dict(connection.execute(text(
+            "SELECT key, value FROM xcom WHERE task_id = 'takes'")).all())
+    assert stored == {"seen": "41", "return_value": "42"}
 
 
 def test_a_killed_worker_takes_its_fork_server_along_and_its_try_still_ends(

@@ -97,14 +97,14 @@ class RuntimeTaskInstance:
 
     def xcom_push(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` for this task instance (JSON; size-checked)."""
-        from flow.store.session import session_scope
-
-        if self._sink is not None:
+        if self._sink is not None:  # it leaves with the try's end: no SQLAlchemy needed here
             text = self._xcom.serialize(value)
             self._xcom.check_size(text, dag_id=self.dag_id, run_id=self.run_id,
                                   task_id=self.task_id, map_index=self.map_index, key=key)
             self._sink[key] = text
             return
+        from flow.store.session import session_scope
+
         with session_scope(self._database()) as session:
             self._xcom.set(ti_id=self.id, dag_id=self.dag_id, run_id=self.run_id,
                            task_id=self.task_id, map_index=self.map_index, key=key,
@@ -139,8 +139,6 @@ class RuntimeTaskInstance:
 
     def _pull_one(self, task_id: str, key: str, map_indexes: int | Sequence[int] | None,
                   default: Any) -> Any:
-        from flow.store.session import session_scope
-
         if task_id == self.task_id:
             self._flush_sink()
         upstream = self.dag.task_dict.get(task_id)
@@ -157,6 +155,8 @@ class RuntimeTaskInstance:
         if asked:
             values = [self._xcom.deserialize(text) for _, _, text in rows]
         else:
+            from flow.store.session import session_scope
+
             with session_scope(self._database()) as session:
                 records = self._xcom.get_many(dag_id=self.dag_id, run_id=self.run_id,
                                               task_ids=[task_id], key=key,

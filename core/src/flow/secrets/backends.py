@@ -76,21 +76,24 @@ class DatabaseSecretsBackend(BaseSecretsBackend):
 
     def get_connection(self, conn_id: str) -> Connection | None:
         from flow.execution.channel import ask
-        from flow.secrets import database
 
-        # In a supervised try, its supervisor reads it (see flow.execution.channel).
+        # In a supervised try, its supervisor reads it (see flow.execution.channel), and the
+        # try's process does not load SQLAlchemy.
         asked, answer = ask("connection_get", conn_id=conn_id)
         if asked:
             return None if answer is None else Connection.from_dict(conn_id, answer)
+        from flow.secrets import database
+
         return database.load_connection(conn_id)
 
     def get_variable(self, key: str) -> str | None:
         from flow.execution.channel import ask
-        from flow.secrets import database
 
         asked, answer = ask("variable_get", key=key)
         if asked:
             return None if answer is None else str(answer)
+        from flow.secrets import database
+
         return database.load_variable(key)
 
     def describe(self) -> str:
