@@ -18,6 +18,7 @@ that is created when missing; the bench's rows are deleted before it starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -176,8 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="flow-bench-exec-") as folder:
         home = Path(folder)
         url = prepare_environment(home, args.db_url)
-        if args.profile:
-            os.environ["FLOW_BENCH_PROFILE_CHILD"] = args.profile
+        if args.profile:  # see profile_child/sitecustomize.py
+            os.environ["FLOW_BENCH_PROFILE_CHILD"] = os.path.abspath(args.profile)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(args.profile)
+            folder = str(Path(__file__).parent / "profile_child")
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                [folder, *filter(None, [os.environ.get("PYTHONPATH")])])
         ensure_database(url)
 
         from flow.builtin.executors.local import LocalExecutor
