@@ -106,8 +106,9 @@ def _sleeping_try(executor: LocalExecutor, engine: Engine, forked_dag: Path,
     [worker] = executor.worker_pids()
     server = fork_server_of(worker)
     executor.submit(queue(engine, forked_dag, DAG_ID, "sleeps"))
-    _wait(lambda: (scratch / "sleeps.pid").exists(), "the task did not start sleeping")
-    return worker, server, int((scratch / "sleeps.pid").read_text())
+    pid_file = scratch / "sleeps.pid"  # written by the task: it may exist empty a moment
+    _wait(lambda: pid_file.exists() and pid_file.read_text(), "the task did not start sleeping")
+    return worker, server, int(pid_file.read_text())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
