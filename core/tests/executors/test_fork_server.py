@@ -201,3 +201,46 @@ def test_a_burst_right_after_another_file_is_imported_runs_on_children_of_the_ne
     assert {outcome[f"n{i}"].state for i in range(6)} == {"success"}
     time.sleep(0.3)
     assert len(children(server)) <= 4 + 6
+
+
+ENDS_ITS_IMPORTER = '''
+import os, sys
+from datetime import datetime
+from pathlib import Path
+from flow import DAG
+from flow.operators import EmptyOperator
+
+# As a crash in an extension module would: the fork server that imports it dies.
+if sys.argv[0].endswith("local_worker.py") and (
+        Path(os.environ["FLOW_TEST_SCRATCH"]) / "exit").exists():
+    os._exit(3)
+
+with DAG("ends_its_importer", schedule=None, start_date=datetime(2024, 1, 1)):
+    EmptyOperator(task_id="a")
+'''
+
+
+def test_a_dag_file_that_ends_the_fork_server_is_not_imported_again_until_it_changes(
+        executor: LocalExecutor, engine: Engine, forked_dag: Path, flow_home: Path,
+        scratch: Path) -> None:
+    bad = write_dag_with_run(flow_home / "dags" / "ends.py", ENDS_ITS_IMPORTER, engine)
+    (scratch / "exit").touch()
+    [first] = executor.worker_pids()
+    executor.submit(queue(engine, bad, "ends_its_importer", "a"))
+    assert finals(collect(executor, 1))["a"].state == "lost"  # its worker's fork server died
+    _wait(lambda: executor.worker_pids() not in ([first], []), "the worker was not replaced")
+    [second] = executor.worker_pids()
+    # Handed out again, as the scheduler does with a lost try: the new worker fails it with
+    # the reason, and never imports the file.
+    executor.submit(queue(engine, bad, "ends_its_importer", "a"))
+    failed = finals(collect(executor, 1))["a"]
+    assert failed.state == "failed"
+    assert str(bad) in failed.info["message"] and "exited with code 3" in failed.info["message"]
+    executor.submit(queue(engine, forked_dag, DAG_ID, "where"))  # the other DAGs run on
+    assert finals(collect(executor, 1))["where"].state == "success"
+    # Mended: the file changed, so it is imported again, and its task runs.
+    (scratch / "exit").unlink()
+    os.utime(bad, ns=(time.time_ns(), time.time_ns() + 1_000_000_000))
+    executor.submit(queue(engine, bad, "ends_its_importer", "a", try_number=2))
+    assert finals(collect(executor, 1))["a"].state == "success"
+    assert executor.worker_pids() == [second]

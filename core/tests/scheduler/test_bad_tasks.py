@@ -265,3 +265,39 @@ def test_bad_dag_files_are_reported_while_good_dags_keep_running(
             scheduler.send_signal(signal.SIGTERM)
         output, _ = scheduler.communicate(timeout=60)
     assert scheduler.returncode == 0 and "Traceback" not in output, output
+
+
+ENDS_ITS_IMPORTER = """
+import os, sys
+from datetime import datetime
+from flow import DAG
+from flow.operators import EmptyOperator
+
+# Parsed cleanly by the DAG processor, but ends the local executor's fork server that imports
+# it for the tries (as a crash in an extension module would).
+if sys.argv[0].endswith("local_worker.py"):
+    os._exit(3)
+
+with DAG("ends_its_importer", schedule="@once", start_date=datetime(2024, 1, 1),
+         is_paused_upon_creation=False):
+    EmptyOperator(task_id="never_runs")
+"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_dag_file_that_ends_the_process_importing_it_fails_its_tasks_and_only_once(
+        engine: Engine, write_dag: WriteDag, flow_home: Path) -> None:
+    write_dag("good_dag.py", GOOD)
+    write_dag("ends_its_importer_dag.py", ENDS_ITS_IMPORTER)
+    output = run_scheduler_once(120, FLOW__LOCAL_EXECUTOR__WORKERS="1")
+    assert _run_states(engine, "good") == ["success", "success"], output
+    assert _run_states(engine, "ends_its_importer") == ["failed"], output
+    assert _ti_state(engine, "ends_its_importer", "never_runs") == "failed"
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(DagRun.run_id).where(
+            DagRun.dag_id == "ends_its_importer"))
+    log = _log(flow_home, "never_runs", run_id, dag_id="ends_its_importer").read_text()
+    assert "ends_its_importer_dag.py" in log and "exited with code 3" in log, log
+    # The worker whose fork server the file ended is replaced once; its replacement is told
+    # not to import the file again until it changes.
+    assert output.count("its fork server died") == 1, output

@@ -100,6 +100,8 @@ class ForkServer:
         self._children = children
         self._buffer = b""
         self._loads = 0
+        self._unanswered: dict[int, str] = {}  # load request number -> path
+        self._status: int | None = None
 
     @classmethod
     def start(cls, context: ChildContext, load: Callable[[str], Any],
@@ -150,8 +152,32 @@ class ForkServer:
         """Ask the server to import ``path`` (unless it holds it at this version); returns
         the request's number, which its answer carries."""
         self._loads += 1
+        self._unanswered[self._loads] = path
         self._send({"op": "load", "path": path, "dag_hash": dag_hash, "number": self._loads})
         return self._loads
+
+    def importing(self) -> str | None:
+        """Once the server is gone: the file it was importing when it died (its oldest load
+        left unanswered, since it answers them in order), or None."""
+        while True:  # the answers it sent before it died
+            try:
+                data = self._control.recv(1 << 20, socket.MSG_DONTWAIT)
+            except OSError:
+                break
+            if not data:
+                break
+            self._buffer += data
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                self._unanswered.pop(int(json.loads(line)["number"]), None)
+        return self._unanswered[min(self._unanswered)] if self._unanswered else None
+
+    def exit_status(self) -> int | None:
+        """Once the server is gone: its wait status (reaped here, once)."""
+        if self._status is None:
+            with contextlib.suppress(ChildProcessError):
+                self._status = os.waitpid(self.pid, 0)[1]
+        return self._status
 
     def fork(self, count: int) -> None:
         """Ask for ``count`` more children; they arrive through :meth:`receive`."""
@@ -195,6 +221,7 @@ class ForkServer:
                      for dag_id, tasks in answer["dags"].items()},
                     list(answer["errors"]), answer["problem"], int(answer["number"])))
                 self.answers[answers[-1].path] = answers[-1]
+                self._unanswered.pop(answers[-1].number, None)
         return answers
 
     def receive(self, block: bool) -> list[Received]:
@@ -236,8 +263,7 @@ class ForkServer:
         for sock in (self._control, self._children):
             with contextlib.suppress(OSError):
                 sock.close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        self.exit_status()
 
 
 class _Server:

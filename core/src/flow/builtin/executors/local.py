@@ -5,6 +5,8 @@ which has flow imported and a fork server that imports a DAG file once and forks
 :mod:`flow.builtin.executors.local_worker`). ``submit`` hands a workload to the least busy
 worker at once, or keeps it in a queue while ``parallelism`` tries are already in flight; it
 never blocks. ``prepare`` has every worker's fork server import a DAG file ahead of its tries.
+A DAG file whose import ended a worker's fork server is not imported again by any worker until
+it changes; its tries fail with the reason.
 Each worker has a child forked per try and supervises it (timeouts, crashes, process groups:
 :mod:`flow.execution.supervisor`), and sends back TaskEvents; a reader thread per worker records
 them, so :meth:`wait_for_events` wakes the scheduler the moment a task ends.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -34,6 +37,8 @@ from typing import Any, ClassVar
 
 from flow.execution.executor import BaseExecutor
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload, WorkloadError
+
+log = logging.getLogger(__name__)
 
 
 class _Worker:
@@ -82,6 +87,11 @@ class _Worker:
             *lines, pending = (pending + chunk).split(b"\n")
             events = []
             for line in lines:
+                if line.startswith(b'{"bad_dag_file"'):
+                    bad = json.loads(line)
+                    self.executor._on_bad_dag_file(bad["bad_dag_file"], int(bad["mtime_ns"]),
+                                                   str(bad["reason"]))
+                    continue
                 try:
                     events.append(TaskEvent.from_json(line.decode()))
                 except (WorkloadError, UnicodeDecodeError):
@@ -112,6 +122,9 @@ class LocalExecutor(BaseExecutor):
         self._pending: collections.deque[TaskWorkload] = collections.deque()
         self._inflight: dict[TaskKey, tuple[TaskWorkload, _Worker]] = {}
         self._prepared: dict[str, str | None] = {}  # DAG file -> dag_hash, for new workers
+        # DAG files that ended a worker's fork server as it imported them: path -> the
+        # command that tells a worker (with the file's mtime and why), sent to every worker.
+        self._bad_files: dict[str, dict[str, Any]] = {}
         self._lock = threading.Condition()
         self._stopping = False
         self._started = False
@@ -210,9 +223,24 @@ class LocalExecutor(BaseExecutor):
     def _new_worker(self, number: int) -> _Worker:
         """Start worker ``number`` (called with the lock held), with the DAG files to load."""
         worker = _Worker(self, number)
+        for command in self._bad_files.values():
+            worker.send(command)
         for dag_file, dag_hash in self._prepared.items():
             worker.send({"op": "load", "dag_file": dag_file, "dag_hash": dag_hash})
         return worker
+
+    def _on_bad_dag_file(self, path: str, mtime_ns: int, reason: str) -> None:
+        """A worker's fork server died importing ``path``: no worker imports it again until
+        it changes, and its tries fail with ``reason`` (the others run on)."""
+        command = {"op": "bad_file", "dag_file": path, "mtime_ns": mtime_ns, "reason": reason}
+        with self._lock:
+            if self._bad_files.get(path) == command:
+                return
+            self._bad_files[path] = command
+            workers = list(self._workers)
+        log.error("%s", reason)
+        for worker in workers:
+            worker.send(command)
 
     def _dispatch(self) -> None:
         """Hand queued workloads to the least busy workers while below ``parallelism``

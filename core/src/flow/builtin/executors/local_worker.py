@@ -13,7 +13,11 @@ Protocol, JSON lines (no pickle): commands on stdin, ``{"op": "run", "workload":
 JSON>"}``, ``{"op": "load", "dag_file": path, "dag_hash": hash}`` (have the fork server import
 that file before its first workload:
 :meth:`~flow.execution.executor.BaseExecutor.prepare`), ``{"op": "cancel", "key": {...}}``,
-``{"op": "stop", "kill": bool}``; TaskEvents on the file descriptor given by ``--events-fd``.
+``{"op": "stop", "kill": bool}``, ``{"op": "bad_file", "dag_file": path, "mtime_ns": n,
+"reason": text}`` (do not import that file while it has that modification time: its tries fail
+with ``reason``); TaskEvents on the file descriptor given by ``--events-fd``, and, when the fork
+server died importing a DAG file, ``{"bad_dag_file": path, "mtime_ns": n, "reason": text}``
+before the worker exits.
 When stdin closes (the executor shut down or the scheduler died) the worker takes no new work,
 lets its running tries finish (still enforcing their timeouts and ending the ones that die),
 then exits: a running task is never orphaned without a supervisor while its worker lives. A
@@ -44,6 +48,9 @@ class LocalWorker:
         self.stopping = False
         self._buffer = b""
         self._outbox: list[str] = []  # events, written together after each poll
+        # DAG files that ended the fork server importing them (found here, or told by the
+        # executor): path -> (mtime_ns, why); their tries fail until the file changes.
+        self.bad_files: dict[str, tuple[int, str]] = {}
         supervisor.on_event = self.emit
         supervisor.watch(0, self._read_commands)
         supervisor.watch(self.server.control_fileno(), self._read_loads)
@@ -56,6 +63,7 @@ class LocalWorker:
                 self.supervisor.poll(None)
                 self.flush_events()
                 if self.supervisor.fork_server_lost:
+                    self._report_bad_file()
                     print("flow local worker: its fork server died; exiting",
                           file=sys.stderr)
                     return 1
@@ -81,6 +89,46 @@ class LocalWorker:
         except OSError:  # the executor is gone; the database has the states
             self.events_fd = None
 
+    def _report_bad_file(self) -> None:
+        """Tell the executor which DAG file the fork server was importing when it died: the
+        executor has no worker import it again until the file changes, so one bad file ends
+        one fork server, not one after another."""
+        from flow.execution.supervisor import describe_status
+
+        path = self.server.importing()
+        if path is None or self.events_fd is None:
+            return
+        try:
+            mtime_ns = os.stat(path).st_mtime_ns
+        except OSError:
+            return
+        status = self.server.exit_status()
+        how = describe_status(status) if status is not None else "it is gone"
+        reason = (f"DAG file {path} ended the process that imports it for the local "
+                  f"executor's tries ({how}): a DAG file must not exit or crash its process "
+                  "at import; its tasks fail until the file changes")
+        print(f"flow local worker: {reason}", file=sys.stderr)
+        data = (json.dumps({"bad_dag_file": path, "mtime_ns": mtime_ns, "reason": reason})
+                + "\n").encode()
+        with contextlib.suppress(OSError):
+            while data:
+                data = data[os.write(self.events_fd, data):]
+
+    def _bad_file(self, path: str) -> str | None:
+        """Why ``path`` is not imported, if it is a bad file at its current modification
+        time (a bad file that changed since is forgotten: it is imported again)."""
+        known = self.bad_files.get(path)
+        if known is None:
+            return None
+        try:
+            changed = os.stat(path).st_mtime_ns != known[0]
+        except OSError:
+            changed = True
+        if changed:
+            del self.bad_files[path]
+            return None
+        return known[1]
+
     def _read_commands(self) -> None:
         data = os.read(0, 65536)
         if not data:
@@ -105,9 +153,12 @@ class LocalWorker:
     def _handle(self, command: dict[str, Any]) -> None:
         op = command.get("op")
         if op == "load":  # imported by the fork server, while this worker goes on
-            if not self.stopping:
-                self.server.load(os.path.abspath(str(command["dag_file"])),
-                                 command.get("dag_hash"))
+            path = os.path.abspath(str(command["dag_file"]))
+            if not self.stopping and self._bad_file(path) is None:
+                self.server.load(path, command.get("dag_hash"))
+        elif op == "bad_file":
+            self.bad_files[str(command["dag_file"])] = (int(command["mtime_ns"]),
+                                                        str(command["reason"]))
         elif op == "cancel":
             self.supervisor.cancel(TaskKey.from_dict(command["key"]), "cancelled")
         elif op == "stop":
@@ -125,6 +176,11 @@ class LocalWorker:
         runnable = []
         for workload in workloads:
             limits, problem = self._limits(workload)
+            if limits is None and not self.server.alive:
+                # Not the try's fault: the executor hands it to another worker.
+                self.emit(TaskEvent(workload.key, "lost", workload.try_number,
+                                    {"reason": problem}))
+                continue
             if limits is None:
                 state = fail_unstartable(self.supervisor.engine, workload, problem,
                                          self.supervisor.log_folder, self.supervisor.plugins)
@@ -144,6 +200,9 @@ class LocalWorker:
             version = (os.stat(path).st_mtime_ns, workload.dag_hash)
         except OSError as err:
             return None, f"DAG file {path} cannot be read: {err}"
+        bad = self._bad_file(path)
+        if bad is not None:
+            return None, bad
         known = self.server.answers.get(path)
         if known is None or known.version != version:
             number = self.server.load(path, workload.dag_hash)
