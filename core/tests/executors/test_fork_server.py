@@ -244,3 +244,43 @@ def test_a_dag_file_that_ends_the_fork_server_is_not_imported_again_until_it_cha
     executor.submit(queue(engine, bad, "ends_its_importer", "a", try_number=2))
     assert finals(collect(executor, 1))["a"].state == "success"
     assert executor.worker_pids() == [second]
+
+
+STUCK_AT_IMPORT = '''
+import os, signal, sys
+from datetime import datetime
+from flow import DAG
+from flow.operators import EmptyOperator
+
+# As a call stuck in C code would: the import timeout's alarm cannot interrupt it.
+if sys.argv[0].endswith("local_worker.py"):
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    while True:
+        pass
+
+with DAG("stuck_at_import", schedule=None, start_date=datetime(2024, 1, 1)):
+    EmptyOperator(task_id="a")
+'''
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_fork_server_stuck_importing_a_file_is_killed_and_the_file_is_not_imported_again(
+        engine: Engine, forked_dag: Path, flow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT", "1")
+    stuck = write_dag_with_run(flow_home / "dags" / "stuck.py", STUCK_AT_IMPORT, engine)
+    executor = LocalExecutor(parallelism=4, workers=1, kill_grace=0.5)
+    executor.start()
+    try:
+        [first] = executor.worker_pids()
+        executor.submit(queue(engine, stuck, "stuck_at_import", "a"))
+        assert finals(collect(executor, 1))["a"].state == "lost"
+        _wait(lambda: executor.worker_pids() not in ([first], []), "the worker was not replaced")
+        executor.submit(queue(engine, stuck, "stuck_at_import", "a"))
+        failed = finals(collect(executor, 1))["a"]
+        assert failed.state == "failed"
+        assert f"{stuck} did not finish importing within 1.5 s" in failed.info["message"]
+        executor.submit(queue(engine, forked_dag, DAG_ID, "where"))
+        assert finals(collect(executor, 1))["where"].state == "success"
+    finally:
+        executor.shutdown(wait=False)

@@ -35,6 +35,7 @@ import os
 import selectors
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,8 +101,13 @@ class ForkServer:
         self._children = children
         self._buffer = b""
         self._loads = 0
-        self._unanswered: dict[int, str] = {}  # load request number -> path
+        # Load request number -> (path, when it was sent); guarded by _loads_changed, which a
+        # watchdog thread waits on (see importing_since).
+        self._unanswered: dict[int, tuple[str, float]] = {}
+        self._last_answer = time.monotonic()
+        self._loads_changed = threading.Condition()
         self._status: int | None = None
+        self.kill_reason = ""  # why this process killed the server, if it did
 
     @classmethod
     def start(cls, context: ChildContext, load: Callable[[str], Any],
@@ -152,9 +158,39 @@ class ForkServer:
         """Ask the server to import ``path`` (unless it holds it at this version); returns
         the request's number, which its answer carries."""
         self._loads += 1
-        self._unanswered[self._loads] = path
+        with self._loads_changed:
+            self._unanswered[self._loads] = (path, time.monotonic())
+            self._loads_changed.notify_all()
         self._send({"op": "load", "path": path, "dag_hash": dag_hash, "number": self._loads})
         return self._loads
+
+    def _answered(self, number: int) -> None:
+        with self._loads_changed:
+            self._unanswered.pop(number, None)
+            self._last_answer = time.monotonic()
+            self._loads_changed.notify_all()
+
+    def importing_since(self) -> tuple[str, float] | None:
+        """The file the server is importing now (its oldest load left unanswered, since it
+        answers them in order) and since when (that load's sending, or the last answer if
+        that came later); None when it imports nothing."""
+        with self._loads_changed:
+            if not self._unanswered:
+                return None
+            path, sent = self._unanswered[min(self._unanswered)]
+            return path, max(sent, self._last_answer)
+
+    def wait_for_loads(self, timeout: float | None) -> None:
+        """Block until a load is sent or answered, the server is closed, or ``timeout``."""
+        with self._loads_changed:
+            self._loads_changed.wait(timeout)
+
+    def kill(self, reason: str) -> None:
+        """Kill the server (``SIGKILL``), saying why: the worker finds it gone as it would if
+        it had died."""
+        self.kill_reason = reason
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
 
     def importing(self) -> str | None:
         """Once the server is gone: the file it was importing when it died (its oldest load
@@ -169,8 +205,9 @@ class ForkServer:
             self._buffer += data
             *lines, self._buffer = self._buffer.split(b"\n")
             for line in lines:
-                self._unanswered.pop(int(json.loads(line)["number"]), None)
-        return self._unanswered[min(self._unanswered)] if self._unanswered else None
+                self._answered(int(json.loads(line)["number"]))
+        current = self.importing_since()
+        return current[0] if current is not None else None
 
     def exit_status(self) -> int | None:
         """Once the server is gone: its wait status (reaped here, once)."""
@@ -221,7 +258,7 @@ class ForkServer:
                      for dag_id, tasks in answer["dags"].items()},
                     list(answer["errors"]), answer["problem"], int(answer["number"])))
                 self.answers[answers[-1].path] = answers[-1]
-                self._unanswered.pop(answers[-1].number, None)
+                self._answered(answers[-1].number)
         return answers
 
     def receive(self, block: bool) -> list[Received]:
@@ -260,6 +297,8 @@ class ForkServer:
         if graceful:
             self._send({"op": "stop"})
         self.alive = False
+        with self._loads_changed:
+            self._loads_changed.notify_all()
         for sock in (self._control, self._children):
             with contextlib.suppress(OSError):
                 sock.close()

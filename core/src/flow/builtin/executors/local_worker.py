@@ -32,6 +32,8 @@ import json
 import os
 import signal
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from flow.execution.workload import TaskEvent, TaskKey, TaskWorkload, WorkloadError
@@ -103,10 +105,14 @@ class LocalWorker:
         except OSError:
             return
         status = self.server.exit_status()
-        how = describe_status(status) if status is not None else "it is gone"
-        reason = (f"DAG file {path} ended the process that imports it for the local "
-                  f"executor's tries ({how}): a DAG file must not exit or crash its process "
-                  "at import; its tasks fail until the file changes")
+        if self.server.kill_reason:
+            reason = (f"DAG file {path} {self.server.kill_reason}; its tasks fail until the "
+                      "file changes")
+        else:
+            how = describe_status(status) if status is not None else "it is gone"
+            reason = (f"DAG file {path} ended the process that imports it for the local "
+                      f"executor's tries ({how}): a DAG file must not exit or crash its "
+                      "process at import; its tasks fail until the file changes")
         print(f"flow local worker: {reason}", file=sys.stderr)
         data = (json.dumps({"bad_dag_file": path, "mtime_ns": mtime_ns, "reason": reason})
                 + "\n").encode()
@@ -248,6 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     server = ForkServer.start(
         ChildContext(plugins, float(heartbeat_interval) if heartbeat_interval else None),
         lambda path: _load_dag_file(path, dags_folder, import_timeout), {args.events_fd})
+    kill_grace = args.kill_grace if args.kill_grace is not None else kill_grace_period(config)
+    threading.Thread(target=_watch_imports, args=(server, import_timeout, kill_grace),
+                     name="flow-import-watchdog", daemon=True).start()
 
     from flow.store.session import get_engine
 
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         engine=engine, plugins=plugins, on_event=lambda event: None,
         log_folder=str(config.get("logging", "base_log_folder")),
         heartbeat_interval=heartbeat_interval,
-        kill_grace=args.kill_grace if args.kill_grace is not None else kill_grace_period(config),
+        kill_grace=kill_grace,
         fork_server=server, spares=int(config.get("local_executor", "spare_children")))
     worker = LocalWorker(supervisor, args.events_fd)
     code = 0
@@ -276,6 +285,28 @@ def main(argv: list[str] | None = None) -> None:
         supervisor.close()
         plugins.component_stopped("local_worker")
     raise SystemExit(code)
+
+
+def _watch_imports(server: ForkServer, timeout: float, grace: float) -> None:
+    """In a thread of the worker: kill the fork server when one import outlasts ``timeout``
+    plus ``grace`` seconds. The alarm that enforces the timeout there cannot interrupt a file
+    stuck in C code or one that ignores ``SIGALRM``, and a stuck fork server would hold every
+    try of this worker; killed, it is a fork server that died importing that file."""
+    limit = timeout + grace
+    while server.alive:
+        current = server.importing_since()
+        if current is None:
+            server.wait_for_loads(None)
+            continue
+        left = current[1] + limit - time.monotonic()
+        if left > 0:
+            server.wait_for_loads(left)
+            continue
+        server.kill(f"did not finish importing within {limit:g} s in the process that imports "
+                    "it for the local executor's tries ([core] dag_file_processor_timeout "
+                    f"{timeout:g} s, which it did not let interrupt it, and {grace:g} s of "
+                    "grace), so that process was killed")
+        return
 
 
 def _load_dag_file(path: str, dags_folder: str, timeout: float) -> Any:
