@@ -195,17 +195,8 @@ class ForkServer:
     def importing(self) -> str | None:
         """Once the server is gone: the file it was importing when it died (its oldest load
         left unanswered, since it answers them in order), or None."""
-        while True:  # the answers it sent before it died
-            try:
-                data = self._control.recv(1 << 20, socket.MSG_DONTWAIT)
-            except OSError:
-                break
-            if not data:
-                break
-            self._buffer += data
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                self._answered(int(json.loads(line)["number"]))
+        while self._read_answers(False, []):  # the answers it sent before it died
+            pass
         current = self.importing_since()
         return current[0] if current is not None else None
 
@@ -236,30 +227,37 @@ class ForkServer:
         here to read."""
         answers: list[LoadAnswer] = []
         while self.alive:
-            wait = block and not answers
-            try:
-                data = self._control.recv(1 << 20, 0 if wait else socket.MSG_DONTWAIT)
-            except BlockingIOError:
+            if not self._read_answers(block and not answers, answers):
                 break
-            except OSError:
-                data = b""
-            if not data:
-                self.alive = False
-                break
-            self._buffer += data
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                answer = json.loads(line)
-                self.version = int(answer["dags_version"])
-                answers.append(LoadAnswer(
-                    answer["path"], tuple(answer["version"]) if answer["version"] else None,
-                    {dag_id: {task_id: TaskLimits.from_json(limits)
-                              for task_id, limits in tasks.items()}
-                     for dag_id, tasks in answer["dags"].items()},
-                    list(answer["errors"]), answer["problem"], int(answer["number"])))
-                self.answers[answers[-1].path] = answers[-1]
-                self._answered(answers[-1].number)
         return answers
+
+    def _read_answers(self, wait: bool, answers: list[LoadAnswer]) -> bool:
+        """Read what arrived on the control socket (with ``wait``, block until something
+        does), adding its whole answers to ``answers``; False when nothing was there, or the
+        server is gone (then :attr:`alive` is False)."""
+        try:
+            data = self._control.recv(1 << 20, 0 if wait else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.alive = False
+            return False
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            answer = json.loads(line)
+            self.version = int(answer["dags_version"])
+            answers.append(LoadAnswer(
+                answer["path"], tuple(answer["version"]) if answer["version"] else None,
+                {dag_id: {task_id: TaskLimits.from_json(limits)
+                          for task_id, limits in tasks.items()}
+                 for dag_id, tasks in answer["dags"].items()},
+                list(answer["errors"]), answer["problem"], int(answer["number"])))
+            self.answers[answers[-1].path] = answers[-1]
+            self._answered(answers[-1].number)
+        return True
 
     def receive(self, block: bool) -> list[Received]:
         """The children and exits that arrived (with ``block``, at least one message unless
