@@ -3,7 +3,9 @@ workloads submitted, events collected; and a ledger table the test tasks write t
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,24 @@ from sqlalchemy import (
     update,
 )
 
+from flow.builtin.executors.local import LocalExecutor
 from flow.execution.executor import BaseExecutor
 from flow.execution.workload import TaskEvent, TaskWorkload
 from flow.store.models import DagRun, TaskInstance, TaskInstanceTry
 
 RUN_ID = "manual__exec"
 FINAL = {"success", "failed", "up_for_retry", "skipped", "refused", "lost"}
+
+@contextlib.contextmanager
+def local_executor(parallelism: int, workers: int = 1) -> Iterator[LocalExecutor]:
+    """A started local executor with a short kill grace; shut down without waiting."""
+    executor = LocalExecutor(parallelism=parallelism, workers=workers, kill_grace=0.5)
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=False)
+
 
 ledger_metadata = MetaData()
 LEDGER = Table("test_ledger", ledger_metadata,

@@ -16,6 +16,7 @@ from executor_helpers import (
     collect,
     finals,
     fork_server_of,
+    local_executor,
     process_alive,
     queue,
     ti_row,
@@ -87,10 +88,8 @@ def forked_dag(flow_home: Path, engine: Engine, scratch: Path) -> Path:
 
 @pytest.fixture
 def executor(forked_dag: Path) -> Iterator[LocalExecutor]:
-    executor = LocalExecutor(parallelism=6, workers=1, kill_grace=0.5)
-    executor.start()
-    yield executor
-    executor.shutdown(wait=False)
+    with local_executor(parallelism=6) as executor:
+        yield executor
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
@@ -269,9 +268,7 @@ def test_a_fork_server_stuck_importing_a_file_is_killed_and_the_file_is_not_impo
 ) -> None:
     monkeypatch.setenv("FLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT", "1")
     stuck = write_dag_with_run(flow_home / "dags" / "stuck.py", STUCK_AT_IMPORT, engine)
-    executor = LocalExecutor(parallelism=4, workers=1, kill_grace=0.5)
-    executor.start()
-    try:
+    with local_executor(parallelism=4) as executor:
         [first] = executor.worker_pids()
         executor.submit(queue(engine, stuck, "stuck_at_import", "a"))
         assert finals(collect(executor, 1))["a"].state == "lost"
@@ -282,5 +279,3 @@ def test_a_fork_server_stuck_importing_a_file_is_killed_and_the_file_is_not_impo
         assert f"{stuck} did not finish importing within 1.5 s" in failed.info["message"]
         executor.submit(queue(engine, forked_dag, DAG_ID, "where"))
         assert finals(collect(executor, 1))["where"].state == "success"
-    finally:
-        executor.shutdown(wait=False)

@@ -15,6 +15,7 @@ from executor_helpers import (
     finals,
     fork_server_of,
     ledger_rows,
+    local_executor,
     max_concurrency,
     process_alive,
     queue,
@@ -33,10 +34,8 @@ sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def executor(dag_file: Path) -> Iterator[LocalExecutor]:
-    executor = LocalExecutor(parallelism=4, workers=1, kill_grace=0.5)
-    executor.start()
-    yield executor
-    executor.shutdown(wait=False)
+    with local_executor(parallelism=4) as executor:
+        yield executor
 
 
 def _log(engine: Engine, task_id: str, try_number: int = 1) -> str:
