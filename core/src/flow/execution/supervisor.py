@@ -794,6 +794,9 @@ def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
     for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
         with contextlib.suppress(Exception):
             stream.flush()
+    # A stop (SIGTERM to the child's group) may come as soon as the child is handed over,
+    # before its setup holds stop requests: blocked until then, it is held, not fatal.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     pid = os.fork()
     if pid == 0:  # the child never returns from here
         code = CHILD_CRASHED
@@ -801,6 +804,7 @@ def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
             os.close(result_read)
             os.close(command_write)
             _child_setup(context, inherited_fds() - {result_write, command_read})
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             _child_wait(context, command_read, result_write, find_dag)
             code = CHILD_OK
         except BaseException:
@@ -815,6 +819,7 @@ def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
             with contextlib.suppress(OSError):
                 os.nice(EXIT_NICENESS)
             os._exit(code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(result_write)
     os.close(command_read)
     with contextlib.suppress(OSError):  # the child may have done it, or already exited
