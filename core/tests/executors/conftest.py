@@ -55,6 +55,11 @@ def fork_and_leave():
 def sleepy():
     time.sleep(float(os.environ.get("SLEEP", "1.5")))
 
+def silences_stdout():
+    import logging
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    logging.getLogger("flow.task").info("logged after standard output went to /dev/null")
+
 class HoldsThePipe(BaseOperator):
     def execute(self, context):
         child = subprocess.Popen(["sleep", "60"])
@@ -75,6 +80,7 @@ with DAG("misbehaving", schedule=None, start_date=datetime(2024, 1, 1)):
     PythonOperator(task_id="loud", python_callable=loud)
     PythonOperator(task_id="fork_and_leave", python_callable=fork_and_leave)
     PythonOperator(task_id="sleepy", python_callable=sleepy)
+    PythonOperator(task_id="silences_stdout", python_callable=silences_stdout)
     PythonOperator(task_id="hangs", python_callable=time.sleep, op_args=[60])
     for i in range(6):
         PythonOperator(task_id=f"slot_{i}", python_callable=ledger, op_args=[f"slot_{i}", 0.3])

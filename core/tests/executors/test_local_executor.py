@@ -128,6 +128,16 @@ def test_a_task_printing_100_mb_succeeds_with_its_output_streamed_to_the_log(
     assert event.info["max_rss_kb"] < 60 * 1024 + _worker_rss_kb(executor)
 
 
+@sqlite_only
+def test_a_task_that_points_its_standard_output_elsewhere_still_logs_to_its_log(
+        executor: LocalExecutor, engine: Engine, dag_file: Path) -> None:
+    executor.submit(queue(engine, dag_file, DAG_ID, "silences_stdout"))
+    assert finals(collect(executor, 1))["silences_stdout"].state == "success"
+    log = _log(engine, "silences_stdout")
+    assert "logged after standard output went to /dev/null" in log
+    assert "marking task as SUCCESS" in log
+
+
 def _worker_rss_kb(executor: LocalExecutor) -> int:
     [pid] = executor.worker_pids()
     with open(f"/proc/{pid}/status") as handle:

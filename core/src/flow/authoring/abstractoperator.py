@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from flow.authoring.taskgroup import TaskGroup
     from flow.authoring.xcom_arg import XComArg
 
+# Each operator class's logger, looked up once per process (a lookup takes logging's lock).
+_operator_logs: dict[type, logging.Logger] = {}
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 MAX_KEY_LENGTH = 250
 # A retry never waits longer than this unless max_retry_delay says otherwise.
@@ -212,7 +215,12 @@ class AbstractOperator(DependencyMixin):
     @property
     def log(self) -> logging.Logger:
         # under "flow.task", whose records the task runner writes to the task's log
-        return logging.getLogger(f"flow.task.operators.{type(self).__name__}")
+        kind = type(self)
+        logger = _operator_logs.get(kind)
+        if logger is None:
+            logger = _operator_logs[kind] = logging.getLogger(
+                f"flow.task.operators.{kind.__name__}")
+        return logger
 
     # ---- dependencies -----------------------------------------------------------------------
     @property

@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import TextIO
 
 LOG_FORMAT = "[%(asctime)s] {%(name)s} %(levelname)s - %(message)s"
+# Looked up once per process: each lookup takes logging's lock.
+_TASK_LOG = logging.getLogger("flow.task")
+_STDOUT_LOG = logging.getLogger("flow.task.stdout")
+_STDERR_LOG = logging.getLogger("flow.task.stderr")
 
 
 def log_path(base_folder: str | Path, dag_id: str, run_id: str, task_id: str, map_index: int,
@@ -96,15 +100,33 @@ def _handler(stream_or_path: TextIO | Path) -> logging.Handler:
     return handler
 
 
+# The handler of the tries a supervisor's forked child runs: built once in the process they are
+# forked from (see flow.builtin.executors.local_worker), pointed at each try's log stream.
+_try_handler: list[logging.StreamHandler[TextIO]] = []
+
+
+def _opened_log_handler(output: TextIO) -> logging.Handler:
+    if not _try_handler:
+        _try_handler.append(_handler(output))  # type: ignore[arg-type]
+    handler = _try_handler[0]
+    handler.stream = output  # the previous try's stream is not this process's to flush
+    return handler
+
+
 @contextlib.contextmanager
-def capture_task_output(path: Path, echo: TextIO | None = None) -> Iterator[Path]:
-    """Write the task's logging and output to ``path`` (and to ``echo``, e.g. the terminal)."""
-    root = logging.getLogger()
+def capture_task_output(path: Path | str, echo: TextIO | None = None,
+                        output: TextIO | None = None) -> Iterator[Path | str]:
+    """Write the task's logging and output to ``path`` (and to ``echo``, e.g. the terminal).
+
+    ``output``, when given, is ``path`` already open for appending (a supervised try's child,
+    whose standard output and error are that file): written to as it is, with a handler built
+    once per process rather than once per try."""
+    root = logging.root
     previous_level = root.level
     quieted = [(h, h.level) for h in root.handlers if h.level < previous_level]
     for handler, _ in quieted:
         handler.setLevel(previous_level)
-    handlers = [_handler(path)]
+    handlers = [_opened_log_handler(output) if output is not None else _handler(Path(path))]
     if echo is not None:
         handlers.append(_handler(echo))
     for handler in handlers:
@@ -113,13 +135,13 @@ def capture_task_output(path: Path, echo: TextIO | None = None) -> Iterator[Path
     # only when the level changes.
     if previous_level > logging.INFO or previous_level == logging.NOTSET:
         root.setLevel(logging.INFO)
-    task_logger = logging.getLogger("flow.task")
+    task_logger = _TASK_LOG
     task_level = task_logger.level
     if task_level != logging.NOTSET:
         task_logger.setLevel(logging.NOTSET)
     stdout, stderr = sys.stdout, sys.stderr
-    sys.stdout = _LineWriter(logging.getLogger("flow.task.stdout"), logging.INFO)
-    sys.stderr = _LineWriter(logging.getLogger("flow.task.stderr"), logging.INFO)
+    sys.stdout = _LineWriter(_STDOUT_LOG, logging.INFO)
+    sys.stderr = _LineWriter(_STDERR_LOG, logging.INFO)
     try:
         yield path
     finally:
@@ -132,6 +154,10 @@ def capture_task_output(path: Path, echo: TextIO | None = None) -> Iterator[Path
             root.setLevel(previous_level)
         for handler in handlers:
             root.removeHandler(handler)
-            handler.close()
+            if output is not None and handler is handlers[0]:
+                handler.flush()
+                handler.stream = None  # type: ignore[attr-defined]  # kept for the next try
+            else:
+                handler.close()
         for handler, level in quieted:
             handler.setLevel(level)

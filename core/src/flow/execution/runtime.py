@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 RETURN_VALUE = "return_value"
+_task_log = logging.getLogger("flow.task")
 _NOTHING = object()
 
 
@@ -79,7 +80,7 @@ class RuntimeTaskInstance:
         # Set in a supervised try with the database backend: XComs are read through the
         # supervisor (flow.execution.channel), not from this process.
         self._channel = channel
-        self.log = logging.getLogger("flow.task")
+        self.log = _task_log
 
     def __repr__(self) -> str:
         index = f"[{self.map_index}]" if self.map_index >= 0 else ""

@@ -871,7 +871,7 @@ def _child_wait(context: ChildContext, command_fd: int, result_fd: int,
             os._exit(CHILD_OK)
         started = found
     orphan = _Orphanhood(context, started)
-    path = Path(command["log"])
+    path = command["log"]
     _redirect_output(path)
     # Database reads go through the supervisor while it listens (see channel).
     channel = SupervisorChannel(result_fd, commands)
@@ -905,11 +905,14 @@ def _child_wait(context: ChildContext, command_fd: int, result_fd: int,
     if dag is None or workload.task_id not in dag.task_dict:
         message = (f"DAG {workload.dag_id!r} with task {workload.task_id!r} was not found "
                    "again in the task's process")
-        append_to_log(path, message)
+        append_to_log(Path(path), message)
         report(TryEnd(TIS.FAILED, message), False)
         return
-    run_started_try(dag, started, engine=context.engine, plugins=context.plugins,
-                    deadline=command["deadline"], path=path, report=report, channel=channel)
+    # The log on a descriptor of its own: a task that points 1 elsewhere keeps it whole.
+    with open(os.dup(1), "a", encoding="utf-8") as output:
+        run_started_try(dag, started, engine=context.engine, plugins=context.plugins,
+                        deadline=command["deadline"], path=path, report=report,
+                        channel=channel, output=output)
 
 
 _prctl: list[Any] = []
@@ -995,14 +998,19 @@ class _Orphanhood:
         return state
 
 
-def _redirect_output(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _redirect_output(path: str) -> None:
+    """Point standard output and error at the try's log file (standard input is /dev/null
+    since the child's setup). A try's folder is usually new: made here with one ``mkdir``."""
+    folder = os.path.dirname(path)
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # the run's first try here
+        os.makedirs(folder, exist_ok=True)
     log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null_fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null_fd, 0)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    os.close(null_fd)
     os.close(log_fd)
 
 

@@ -237,8 +237,9 @@ def _attempt(dag: Any, row: _TaskRow, run: DagRunSnapshot, try_number: int,
 
 
 def run_started_try(dag: Any, started: StartedTry, *, engine: Engine | None, plugins: Any,
-                    deadline: float | None, path: Path,
-                    report: Callable[[TryEnd, bool], str | None], channel: Any = None) -> None:
+                    deadline: float | None, path: Path | str,
+                    report: Callable[[TryEnd, bool], str | None], channel: Any = None,
+                    output: TextIO | None = None) -> None:
     """Run, in a supervised child process, a try its supervisor started (see
     :mod:`flow.execution.supervisor`): the task's output goes to ``path``; ``report(end,
     wants_state)`` hands the try's end to the supervisor, which commits it and, when
@@ -253,7 +254,7 @@ def run_started_try(dag: Any, started: StartedTry, *, engine: Engine | None, plu
     # The builtin backend's values travel with the try's end and are written in its commit.
     sink: dict[str, str] | None = {} if _clears_in_database(backend) else None
     began = time.monotonic()
-    with capture_task_output(path, None):
+    with capture_task_output(path, None, output):
         try:
             attempt = _attempt(dag, row, started.run, try_number, engine, backend, supervision,
                                sink, channel if sink is not None else None)

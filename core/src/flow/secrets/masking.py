@@ -32,9 +32,11 @@ MIN_SECRET_LENGTH = 4
 SENSITIVE_WORDS = ("password", "passwd", "secret", "token", "key", "private", "credential")
 
 
+_SENSITIVE = re.compile("|".join(SENSITIVE_WORDS))
+
+
 def is_sensitive_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in SENSITIVE_WORDS)
+    return _SENSITIVE.search(name.lower()) is not None
 
 
 class SecretsMasker:

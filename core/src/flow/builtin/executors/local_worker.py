@@ -328,6 +328,8 @@ def _prepare(loaded: Any) -> None:
         with contextlib.suppress(Exception):  # a bad macro fails the try, not the server
             LazyEnvironment(dag).get()
         for task in dag.tasks:
+            with contextlib.suppress(Exception):
+                task.log  # noqa: B018  # its logger, looked up here once per operator class
             function = getattr(task, "python_callable", None)
             if callable(function):
                 callable_parameters(function)
@@ -373,10 +375,13 @@ def _rehearse_try_output() -> None:
 
     from flow.execution.logs import capture_task_output
 
-    with tempfile.TemporaryDirectory(prefix="flow-worker-") as folder, \
-            capture_task_output(Path(folder) / "attempt=1.log", None):
-        logging.getLogger("flow.task").info("a rehearsal of a try's log: %s", "nothing runs")
-        print("a rehearsal of a try's output")
+    with tempfile.TemporaryDirectory(prefix="flow-worker-") as folder:
+        path = Path(folder) / "attempt=1.log"
+        with open(path, "a", encoding="utf-8") as output, \
+                capture_task_output(path, None, output):
+            logging.getLogger("flow.task").info("a rehearsal of a try's log: %s",
+                                                "nothing runs")
+            print("a rehearsal of a try's output")
 
 
 def _freeze() -> None:
