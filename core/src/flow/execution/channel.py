@@ -46,7 +46,7 @@ class Lines:
                 return None
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        value = json.loads(line)
+        value = json.loads(line.decode())  # (bytes would have their encoding detected first)
         return value if isinstance(value, dict) else None
 
 

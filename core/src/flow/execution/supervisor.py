@@ -289,7 +289,8 @@ class Supervisor:
         # dies between the commit and the go below, the child can ask the database.
         for child in batch:
             assert child.workload is not None
-            self._send(child, {"workload": child.workload.to_json(), "deadline": child.deadline,
+            # The workload's fields as they are: checked here already, not again in the child.
+            self._send(child, {"workload": vars(child.workload), "deadline": child.deadline,
                                "log": str(child.log_path)})
         try:
             results = start_tries(self.engine, requests, clear_xcoms=self._clears_xcoms)
@@ -859,7 +860,7 @@ def _child_wait(context: ChildContext, command_fd: int, result_fd: int,
     command = commands.next()
     if command is None:
         os._exit(CHILD_OK)  # not needed: a discarded spare
-    workload = TaskWorkload.from_json(command["workload"])
+    workload = TaskWorkload(**command["workload"])
     go = commands.next()
     if go is not None:
         started = StartedTry.from_json(go["started"])

@@ -572,8 +572,6 @@ class StartedTry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StartedTry:
-        from datetime import datetime
-
         run = dict(data["run"])
         for name in ("logical_date", "data_interval_start", "data_interval_end", "start_date"):
             run[name] = datetime.fromisoformat(run[name]) if run[name] is not None else None
