@@ -10,12 +10,13 @@ them:
 * **load**: the worker asks it to import a DAG file (under the import timeout); it answers with
   what the worker needs of each task (:class:`~flow.execution.supervisor.TaskLimits`), the
   file's import errors, and its DAGs version, which changes with every import;
-* **fork**: it forks that many children, each set up and waiting on its command pipe (see
-  :func:`~flow.execution.supervisor.fork_waiting`), and sends each to the worker with the
-  parent's ends of its pipes (``SCM_RIGHTS``) and the DAGs version it holds: the worker uses
-  a child only if that is the version of the answers it holds;
-* **exits**: it watches each child through a pidfd, kills what is left of the child's process
-  group when it exits, reaps it, and sends its wait status and peak memory.
+* **fork**: it forks that many children; each sets itself up, makes its pipes and sends itself
+  to the worker with the supervisor's ends of them (``SCM_RIGHTS``) and the DAGs version it
+  was forked under (see :func:`~flow.execution.supervisor.fork_spare`), then waits on its
+  command pipe. The worker uses a child only if that is the version of the answers it holds.
+  The server does nothing else per child: after each fork, every page it writes is copied;
+* **exits**: told by ``SIGCHLD`` (through a wake-up descriptor), it kills what is left of each
+  exited child's process group, reaps it, and sends its wait status and peak memory.
 
 Two socket pairs join them: a stream of JSON lines for the commands and the load answers
 (which can be large), and a ``SOCK_SEQPACKET`` one for the children and their exits (small
@@ -45,7 +46,7 @@ from flow.execution.supervisor import (
     ChildContext,
     TaskLimits,
     _load_prctl,
-    fork_waiting,
+    fork_spare,
     set_death_signal,
 )
 from flow.execution.workload import TaskWorkload
@@ -96,6 +97,7 @@ class ForkServer:
         self.alive = True
         self.version = 0  # the server's DAGs version, as of the last load answer read
         self.outstanding = 0  # children asked for and not received yet
+        self._received: set[int] = set()  # children received and not exited yet
         self.answers: dict[str, LoadAnswer] = {}  # the last load answer read, by path
         self._control = control
         self._children = children
@@ -278,14 +280,21 @@ class ForkServer:
                 _close_fds(set(fds))
                 break
             message = json.loads(data)
-            if "spare" in message:
+            if "spare" in message:  # sent by the child itself
                 result_fd, command_fd = fds
                 self.outstanding = max(0, self.outstanding - 1)
+                self._received.add(int(message["spare"]))
                 messages.append(Received(spare=(int(message["spare"]), int(message["version"]),
                                                 result_fd, command_fd)))
             else:
-                messages.append(Received(exited=[(int(pid), int(status), int(rss))
-                                                 for pid, status, rss in message["exited"]]))
+                exited = [(int(pid), int(status), int(rss))
+                          for pid, status, rss in message["exited"]]
+                for pid, _, _ in exited:
+                    if pid in self._received:
+                        self._received.discard(pid)
+                    else:  # it died before it could hand itself over: ask again
+                        self.outstanding = max(0, self.outstanding - 1)
+                messages.append(Received(exited=exited))
         return messages
 
     def close(self, graceful: bool = True) -> None:
@@ -317,7 +326,7 @@ class _Server:
         self.dags: dict[str, tuple[tuple[int, str | None], Any, dict[str, Any]]] = {}
         self.version = 0
         self.to_fork = 0
-        self.pidfds: dict[int, int] = {}
+        self.forked: set[int] = set()  # children not reaped yet
         self.exited: list[list[int]] = []
         self.buffer = b""
         self.serving = True  # until the worker closes its end
@@ -325,8 +334,17 @@ class _Server:
 
     def serve(self) -> None:
         self.selector.register(self.control, selectors.EVENT_READ, self._commands)
+        # Exits arrive as SIGCHLD, which writes a byte on this socket: one per burst, not a
+        # descriptor to open, watch and close per child.
+        self.wakeup, wakeup_write = socket.socketpair()
+        for sock in (self.wakeup, wakeup_write):
+            sock.setblocking(False)
+        self.wakeup_write = wakeup_write
+        signal.set_wakeup_fd(wakeup_write.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        self.selector.register(self.wakeup, selectors.EVENT_READ, self._reap)
         give_up = None
-        while self.serving or (self.stopping and self.pidfds):
+        while self.serving or (self.stopping and self.forked):
             if not self.serving and give_up is None:
                 give_up = time.monotonic() + STOP_GRACE
             wait = None if give_up is None else max(0.0, give_up - time.monotonic())
@@ -392,37 +410,39 @@ class _Server:
         return next((dag for dag in cached[1].dags if dag.dag_id == workload.dag_id), None)
 
     def _inherited_fds(self) -> set[int]:
-        fds = {self.control.fileno(), self.children.fileno(), *self.pidfds.values()}
+        fds = {self.control.fileno(), self.children.fileno(), self.wakeup.fileno(),
+               self.wakeup_write.fileno()}
         with contextlib.suppress(Exception):
             fds.add(self.selector.fileno())
         return fds
 
     def _fork_one(self) -> None:
         self.to_fork -= 1
-        pid, result_fd, command_fd = fork_waiting(self.context, self._find_dag,
-                                                  self._inherited_fds)
-        pidfd = os.pidfd_open(pid)
-        self.pidfds[pid] = pidfd
-        self.selector.register(pidfd, selectors.EVENT_READ, lambda: self._reap(pid))
-        try:
-            socket.send_fds(self.children, [json.dumps({"spare": pid,
-                                                        "version": self.version}).encode()],
-                            [result_fd, command_fd])
-        except OSError:
-            self.serving = False
-        finally:  # the worker holds them now (or is gone): the child exits on their EOF
-            os.close(result_fd)
-            os.close(command_fd)
+        self.forked.add(fork_spare(self.context, self._find_dag, self._inherited_fds,
+                                   self.children, self.version))
 
-    def _reap(self, pid: int) -> None:
-        # Whatever the task left behind in its group dies with it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        _, status, usage = os.wait4(pid, 0)
-        pidfd = self.pidfds.pop(pid)
-        self.selector.unregister(pidfd)
-        os.close(pidfd)
-        self.exited.append([pid, status, usage.ru_maxrss])
+    def _reap(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self.wakeup.recv(4096):
+                pass
+        while True:
+            # Looked at first, reaped after: until then its pid, and so its process group's
+            # number, cannot be anybody else's.
+            try:
+                exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if exited is None:
+                return
+            pid = exited.si_pid
+            if pid in self.forked:  # (else a process a DAG file's import started)
+                # Whatever the task left behind in its group dies with it.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+            _, status, usage = os.wait4(pid, 0)
+            if pid in self.forked:
+                self.forked.discard(pid)
+                self.exited.append([pid, status, usage.ru_maxrss])
 
     def _send_exits(self) -> None:
         if not self.exited:

@@ -49,6 +49,7 @@ import os
 import resource
 import selectors
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -792,6 +793,52 @@ def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
     command pipe."""
     result_read, result_write = os.pipe()
     command_read, command_write = os.pipe()
+
+    def setup() -> None:
+        os.close(result_read)
+        os.close(command_write)
+        _child_setup(context, inherited_fds() - {result_write, command_read})
+
+    pid = _fork_child(setup, lambda: _child_wait(context, command_read, result_write, find_dag))
+    os.close(result_write)
+    os.close(command_read)
+    with contextlib.suppress(OSError):  # the child may have done it, or already exited
+        os.setpgid(pid, pid)
+    os.set_blocking(result_read, False)
+    return pid, result_read, command_write
+
+
+def fork_spare(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
+               inherited_fds: Callable[[], set[int]], channel: socket.socket,
+               version: int) -> int:
+    """Fork a child like :func:`fork_waiting`'s that makes its pipes itself once it is set up,
+    and hands their supervisor's ends over on ``channel`` (a ``SOCK_SEQPACKET`` socket):
+    ``{"spare": pid, "version": version}`` with the read end of its result pipe (non-blocking)
+    and the write end of its command pipe (``SCM_RIGHTS``). The forking process does nothing
+    more per child than the fork: after a fork, every page it writes is copied (its children
+    share them), and a fork server forks a child per try. Returns the child's pid."""
+
+    def run() -> None:
+        result_read, result_write = os.pipe()
+        command_read, command_write = os.pipe()
+        os.set_blocking(result_read, False)
+        message = b'{"spare": %d, "version": %d}' % (os.getpid(), version)
+        try:
+            socket.send_fds(channel, [message], [result_read, command_write])
+        except OSError:  # its supervisor is gone: nothing will come
+            return
+        finally:
+            os.close(result_read)
+            os.close(command_write)
+            channel.close()
+        _child_wait(context, command_read, result_write, find_dag)
+
+    return _fork_child(lambda: _child_setup(context, inherited_fds() - {channel.fileno()}), run)
+
+
+def _fork_child(setup: Callable[[], None], run: Callable[[], None]) -> int:
+    """Fork a child that runs ``setup`` (with ``SIGTERM`` blocked), then ``run``, and exits;
+    returns its pid."""
     for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
         with contextlib.suppress(Exception):
             stream.flush()
@@ -802,11 +849,9 @@ def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
     if pid == 0:  # the child never returns from here
         code = CHILD_CRASHED
         try:
-            os.close(result_read)
-            os.close(command_write)
-            _child_setup(context, inherited_fds() - {result_write, command_read})
+            setup()
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            _child_wait(context, command_read, result_write, find_dag)
+            run()
             code = CHILD_OK
         except BaseException:
             with contextlib.suppress(Exception):
@@ -821,12 +866,7 @@ def fork_waiting(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
                 os.nice(EXIT_NICENESS)
             os._exit(code)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    os.close(result_write)
-    os.close(command_read)
-    with contextlib.suppress(OSError):  # the child may have done it, or already exited
-        os.setpgid(pid, pid)
-    os.set_blocking(result_read, False)
-    return pid, result_read, command_write
+    return pid
 
 
 def _child_setup(context: ChildContext, inherited_fds: set[int]) -> None:
@@ -835,6 +875,7 @@ def _child_setup(context: ChildContext, inherited_fds: set[int]) -> None:
     # neither spends time on it nor copies its pages by touching them.
     gc.freeze()
     os.setpgid(0, 0)
+    signal.set_wakeup_fd(-1)  # a fork server's: the child's signals are its own
     for signum in (signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL)
     hold_stop_requests()
