@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flow.execution.channel import Lines, SupervisorChannel, write_all
 from flow.execution.logs import LOG_FORMAT, log_path
@@ -814,59 +814,80 @@ def fork_spare(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
     """Fork a child like :func:`fork_waiting`'s that makes its pipes itself once it is set up,
     and hands their supervisor's ends over on ``channel`` (a ``SOCK_SEQPACKET`` socket):
     ``{"spare": pid, "version": version}`` with the read end of its result pipe (non-blocking)
-    and the write end of its command pipe (``SCM_RIGHTS``). The forking process does nothing
-    more per child than the fork: after a fork, every page it writes is copied (its children
-    share them), and a fork server forks a child per try. Returns the child's pid."""
+    and the write end of its command pipe (``SCM_RIGHTS``). Returns the child's pid.
 
-    def run() -> None:
-        result_read, result_write = os.pipe()
-        command_read, command_write = os.pipe()
-        os.set_blocking(result_read, False)
-        message = b'{"spare": %d, "version": %d}' % (os.getpid(), version)
-        try:
-            socket.send_fds(channel, [message], [result_read, command_write])
-        except OSError:  # its supervisor is gone: nothing will come
-            return
-        finally:
-            os.close(result_read)
-            os.close(command_write)
-            channel.close()
-        _child_wait(context, command_read, result_write, find_dag)
+    The forking process does nothing more per child than the fork, and creates no object for
+    it: after a fork every page it writes is copied (its children share them), and a fork
+    server forks a child per try. Nothing can stop the child before it is set up (nobody
+    knows it yet), so ``SIGTERM`` needs no blocking across this fork."""
+    _flush_standard_streams()
+    pid = os.fork()
+    if pid == 0:
+        _child_main(None, _child_setup, (context, inherited_fds() - {channel.fileno()}),
+                    _hand_over_and_wait, (context, find_dag, channel, version))
+    return pid
 
-    return _fork_child(lambda: _child_setup(context, inherited_fds() - {channel.fileno()}), run)
+
+def _hand_over_and_wait(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
+                        channel: socket.socket, version: int) -> None:
+    result_read, result_write = os.pipe()
+    command_read, command_write = os.pipe()
+    os.set_blocking(result_read, False)
+    message = b'{"spare": %d, "version": %d}' % (os.getpid(), version)
+    try:
+        socket.send_fds(channel, [message], [result_read, command_write])
+    except OSError:  # its supervisor is gone: nothing will come
+        return
+    finally:
+        os.close(result_read)
+        os.close(command_write)
+        channel.close()
+    _child_wait(context, command_read, result_write, find_dag)
 
 
 def _fork_child(setup: Callable[[], None], run: Callable[[], None]) -> int:
     """Fork a child that runs ``setup`` (with ``SIGTERM`` blocked), then ``run``, and exits;
     returns its pid."""
-    for stream in (sys.stdout, sys.stderr):  # or the child writes the parent's buffer too
-        with contextlib.suppress(Exception):
-            stream.flush()
+    _flush_standard_streams()
     # A stop (SIGTERM to the child's group) may come as soon as the child is handed over,
     # before its setup holds stop requests: blocked until then, it is held, not fatal.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     pid = os.fork()
-    if pid == 0:  # the child never returns from here
-        code = CHILD_CRASHED
-        try:
-            setup()
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            run()
-            code = CHILD_OK
-        except BaseException:
-            with contextlib.suppress(Exception):
-                import traceback
-
-                traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            with contextlib.suppress(OSError):
-                os.nice(EXIT_NICENESS)
-            os._exit(code)
+    if pid == 0:
+        _child_main(mask, setup, (), run, ())
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
+
+
+def _flush_standard_streams() -> None:
+    """Before a fork: or the child writes what the parent's buffers hold too."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _child_main(mask: set[signal.Signals] | None, setup: Callable[..., None],
+                setup_args: tuple[Any, ...], run: Callable[..., None],
+                run_args: tuple[Any, ...]) -> NoReturn:
+    """A forked child's life: ``setup(*setup_args)``, the signal mask back to ``mask`` (when
+    the fork blocked signals), ``run(*run_args)``, and its exit."""
+    code = CHILD_CRASHED
+    try:
+        setup(*setup_args)
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        run(*run_args)
+        code = CHILD_OK
+    except BaseException:
+        with contextlib.suppress(Exception):
+            import traceback
+
+            traceback.print_exc()
+    finally:
+        _flush_standard_streams()
+        with contextlib.suppress(OSError):
+            os.nice(EXIT_NICENESS)
+        os._exit(code)
 
 
 def _child_setup(context: ChildContext, inherited_fds: set[int]) -> None:
