@@ -4,8 +4,8 @@ A worker starts it first thing, once flow, the plugins and a try's warm-up are l
 before the worker imports SQLAlchemy and connects to the database: every try forked from it is
 then a copy of a process of about half the worker's size, which is quicker to fork, to copy
 on write and to tear down. The server imports the DAG files (the worker never runs a DAG
-file's code), forks the children that wait for a try and hands them to the worker, and reaps
-them:
+file's code), forks the children that wait for a try (each hands itself to the worker), and
+reaps them:
 
 * **load**: the worker asks it to import a DAG file (under the import timeout); it answers with
   what the worker needs of each task (:class:`~flow.execution.supervisor.TaskLimits`), the
