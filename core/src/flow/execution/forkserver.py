@@ -435,12 +435,12 @@ class _Server:
             if exited is None:
                 return
             pid = exited.si_pid
-            if pid in self.forked:  # (else a process a DAG file's import started)
-                # Whatever the task left behind in its group dies with it.
+            ours = pid in self.forked  # (else a process a DAG file's import started)
+            if ours:  # whatever the task left behind in its group dies with it
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
             _, status, usage = os.wait4(pid, 0)
-            if pid in self.forked:
+            if ours:
                 self.forked.discard(pid)
                 self.exited.append([pid, status, usage.ru_maxrss])
 

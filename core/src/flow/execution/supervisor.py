@@ -823,9 +823,14 @@ def fork_spare(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
     _flush_standard_streams()
     pid = os.fork()
     if pid == 0:
-        _child_main(None, _child_setup, (context, inherited_fds() - {channel.fileno()}),
+        _child_main(None, _spare_setup, (context, inherited_fds, channel),
                     _hand_over_and_wait, (context, find_dag, channel, version))
     return pid
+
+
+def _spare_setup(context: ChildContext, inherited_fds: Callable[[], set[int]],
+                 channel: socket.socket) -> None:
+    _child_setup(context, inherited_fds() - {channel.fileno()})
 
 
 def _hand_over_and_wait(context: ChildContext, find_dag: Callable[[TaskWorkload], Any],
