@@ -279,3 +279,42 @@ def test_a_fork_server_stuck_importing_a_file_is_killed_and_the_file_is_not_impo
         assert f"{stuck} did not finish importing within 1.5 s" in failed.info["message"]
         executor.submit(queue(engine, forked_dag, DAG_ID, "where"))
         assert finals(collect(executor, 1))["where"].state == "success"
+
+
+DROPS_A_CHILD = '''
+import os, sys
+from datetime import datetime
+from pathlib import Path
+from flow import DAG
+from flow.operators import EmptyOperator
+
+MARK = Path(os.environ["FLOW_TEST_SCRATCH"]) / "dropped"
+
+def _first_child_dies():
+    # The first process forked after this import ends before it can hand itself over.
+    try:
+        os.close(os.open(MARK, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(3)
+
+if sys.argv[0].endswith("local_worker.py"):  # in the fork server only
+    os.register_at_fork(after_in_child=_first_child_dies)
+
+with DAG("drops_a_child", schedule=None, start_date=datetime(2024, 1, 1)):
+    EmptyOperator(task_id="a")
+'''
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_child_that_dies_before_it_hands_itself_over_is_replaced(
+        engine: Engine, forked_dag: Path, flow_home: Path, scratch: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOW__LOCAL_EXECUTOR__SPARE_CHILDREN", "0")  # one fork per launch
+    drops = write_dag_with_run(flow_home / "dags" / "drops.py", DROPS_A_CHILD, engine)
+    with local_executor(parallelism=2) as executor:
+        [worker] = executor.worker_pids()
+        executor.submit(queue(engine, drops, "drops_a_child", "a"))
+        assert finals(collect(executor, 1))["a"].state == "success"
+        assert (scratch / "dropped").exists()  # a child did die on the way
+        assert executor.worker_pids() == [worker]
