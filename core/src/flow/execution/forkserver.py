@@ -327,6 +327,11 @@ class _Server:
         self.version = 0
         self.to_fork = 0
         self.forked: set[int] = set()  # children not reaped yet
+        # Exits arrive as SIGCHLD, which writes a byte on this socket (see serve): one per
+        # burst, not a descriptor to open, watch and close per child.
+        self.wakeup, self.wakeup_write = socket.socketpair()
+        for sock in (self.wakeup, self.wakeup_write):
+            sock.setblocking(False)
         self.exited: list[list[int]] = []
         self.buffer = b""
         self.serving = True  # until the worker closes its end
@@ -334,13 +339,7 @@ class _Server:
 
     def serve(self) -> None:
         self.selector.register(self.control, selectors.EVENT_READ, self._commands)
-        # Exits arrive as SIGCHLD, which writes a byte on this socket: one per burst, not a
-        # descriptor to open, watch and close per child.
-        self.wakeup, wakeup_write = socket.socketpair()
-        for sock in (self.wakeup, wakeup_write):
-            sock.setblocking(False)
-        self.wakeup_write = wakeup_write
-        signal.set_wakeup_fd(wakeup_write.fileno(), warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self.wakeup_write.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         self.selector.register(self.wakeup, selectors.EVENT_READ, self._reap)
         give_up = None
