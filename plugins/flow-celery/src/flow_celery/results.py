@@ -1,0 +1,139 @@
+"""Reading tries' outcomes from Celery's result backend, many at once.
+
+Two sources, one shape: ``fetch(ids)`` reads the current state of many Celery tasks in one
+round trip; ``wait(timeout)`` returns what the backend pushed meanwhile. Redis pushes: Celery's
+Redis backend publishes every stored state on the task's key, so a subscriber hears a try end
+within a millisecond and ``fetch`` is only a safety net. The SQLAlchemy backend cannot push;
+``wait`` sleeps and the caller fetches every ``[celery] result_poll_interval``.
+
+Results are decoded as JSON only: the SQLAlchemy backend's own reader falls back to pickle for
+rows it cannot decode, which is why it is not used here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskMeta:
+    """A Celery task's state (``PENDING``, ``STARTED``, ``SUCCESS``, ``FAILURE``, ``REVOKED``)
+    and its result (the try's outcome, or the exception's type and message)."""
+
+    status: str
+    result: Any = None
+
+
+def result_source(app: Any) -> RedisResults | DatabaseResults:
+    backend = app.backend
+    if type(backend).__name__ in {"RedisBackend", "SentinelBackend"}:
+        return RedisResults(backend)
+    if type(backend).__name__ == "DatabaseBackend":
+        return DatabaseResults(backend)
+    raise ValueError(f"[celery] result_backend {type(backend).__name__} is not supported by "
+                     "the flow executor: use Redis (redis://...) or a database (db+...)")
+
+
+def _decode(backend: Any, payload: Any) -> TaskMeta | None:
+    if payload is None:
+        return None
+    try:
+        meta = backend.decode(payload)
+    except Exception as err:  # not JSON: not written by a flow worker
+        log.warning("a Celery result could not be decoded as JSON: %s", err)
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("status"), str):
+        return None
+    return TaskMeta(meta["status"], meta.get("result"))
+
+
+class RedisResults:
+    pushes = True
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        prefix = backend.task_keyprefix
+        self.prefix = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+        self._pubsub: Any = None
+
+    def fetch(self, task_ids: list[str]) -> dict[str, TaskMeta]:
+        if not task_ids:
+            return {}
+        values = self.backend.client.mget([self.prefix + task_id for task_id in task_ids])
+        found = {}
+        for task_id, value in zip(task_ids, values, strict=True):
+            meta = _decode(self.backend, value)
+            if meta is not None:
+                found[task_id] = meta
+        return found
+
+    def wait(self, timeout: float) -> list[tuple[str, TaskMeta]]:
+        """Block up to ``timeout`` seconds for pushed states; return those that came."""
+        try:
+            if self._pubsub is None:
+                pubsub = self.backend.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(self.prefix + "*")
+                self._pubsub = pubsub
+            found: list[tuple[str, TaskMeta]] = []
+            message = self._pubsub.get_message(timeout=timeout)
+            while message is not None:
+                channel = message.get("channel")
+                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+                meta = _decode(self.backend, message.get("data"))
+                if meta is not None and channel.startswith(self.prefix):
+                    found.append((channel[len(self.prefix):], meta))
+                message = self._pubsub.get_message(timeout=0)
+            return found
+        except Exception as err:  # the connection broke: fetch() covers until it is back
+            log.warning("listening for Celery results failed (%s); reconnecting", err)
+            self.close()
+            time.sleep(min(timeout, 1.0))
+            return []
+
+    def close(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:  # closing a broken connection
+                log.debug("closing the result subscription failed", exc_info=True)
+            self._pubsub = None
+
+
+class DatabaseResults:
+    pushes = False
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def fetch(self, task_ids: list[str]) -> dict[str, TaskMeta]:
+        if not task_ids:
+            return {}
+        table = self.backend.task_cls
+        session = self.backend.ResultSession()
+        try:
+            rows = session.query(table.task_id, table.status, table.result).filter(
+                table.task_id.in_(task_ids)).all()
+        finally:
+            session.close()
+        found = {}
+        for task_id, status, result in rows:
+            decoded = None
+            if result is not None:
+                try:
+                    decoded = self.backend.decode(bytes(result))
+                except Exception as err:  # not JSON: not written by a flow worker
+                    log.warning("the Celery result of %s is not JSON: %s", task_id, err)
+            found[str(task_id)] = TaskMeta(str(status), decoded)
+        return found
+
+    def wait(self, timeout: float) -> list[tuple[str, TaskMeta]]:
+        time.sleep(timeout)
+        return []
+
+    def close(self) -> None:
+        """Nothing to close: sessions are closed after each fetch."""
