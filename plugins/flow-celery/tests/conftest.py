@@ -243,3 +243,179 @@ def celery_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         yield values
     finally:
         delete_queues(broker, prefix)
+
+
+# ------------------------------------------------------------------ a whole flow deployment
+
+LEDGER = "celery_test_ledger"
+# The head of the DAG files of the deployment tests: ``ledger(ti)`` records that a try ran (and
+# in which process and session) in a table of the metadata database.
+DAG_HEADER = f'''
+import os, signal, time
+from datetime import datetime, timedelta
+
+import sqlalchemy
+from flow import DAG
+from flow.operators import PythonOperator
+
+
+def ledger(ti):
+    engine = sqlalchemy.create_engine(os.environ["FLOW__DATABASE__URL"],
+                                      poolclass=sqlalchemy.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "INSERT INTO {LEDGER} (task_id, try_number, pid, sid) VALUES (:t, :n, :p, :s)"),
+            {{"t": ti.task_id, "n": ti.try_number, "p": os.getpid(), "s": os.getsid(0)}})
+    engine.dispose()
+
+
+def dag(dag_id, **kwargs):
+    return DAG(dag_id, schedule=None, start_date=datetime(2024, 1, 1), **kwargs)
+'''
+
+
+class Deployment:
+    """A FLOW_HOME on the session's PostgreSQL database, ``flow scheduler`` processes with the
+    celery executor, and helpers to trigger a run and read what happened."""
+
+    def __init__(self, home: Path, engine: Any, workers: Workers, celery: dict[str, str]
+                 ) -> None:
+        self.home = home
+        self.engine = engine
+        self.workers = workers
+        self.celery = celery
+        self.schedulers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def broker(self) -> str:
+        return self.celery["broker"]
+
+    def queue(self, name: str = "default") -> str:
+        return f"{self.celery['FLOW__CELERY__QUEUE_PREFIX']}{name}"
+
+    def add_dag(self, dag_id: str, body: str) -> str:
+        from flow.scheduling.actions import set_paused
+        from flow.scheduling.processor import DagProcessor
+
+        (self.home / "dags" / f"{dag_id}.py").write_text(DAG_HEADER + body)
+        DagProcessor(self.home / "dags", engine=self.engine).process(force=True)
+        set_paused(dag_id, False, actor="test", source="cli")
+        return dag_id
+
+    def add_dag_file(self, path: Path, dag_id: str) -> str:
+        """A DAG file as it is (``bench/workloads``)."""
+        from flow.scheduling.actions import set_paused
+        from flow.scheduling.processor import DagProcessor
+
+        (self.home / "dags" / path.name).write_text(path.read_text())
+        DagProcessor(self.home / "dags", engine=self.engine).process(force=True)
+        set_paused(dag_id, False, actor="test", source="cli")
+        return dag_id
+
+    def start_scheduler(self, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.home / f"scheduler-{len(self.schedulers)}.log", "wb")
+        process = subprocess.Popen([*flow_command(), "scheduler"], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "FLOW__CORE__EXECUTOR": "celery", **env},
+                                   start_new_session=True)
+        log.close()
+        self.schedulers.append(process)
+        return process
+
+    def scheduler_log(self, index: int = -1) -> str:
+        number = index if index >= 0 else len(self.schedulers) + index
+        return (self.home / f"scheduler-{number}.log").read_text(errors="replace")
+
+    def trigger(self, dag_id: str) -> str:
+        from flow.scheduling.actions import trigger_dag_run
+
+        return str(trigger_dag_run(dag_id, actor="test", source="cli").run_id)
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 120.0) -> str:
+        from sqlalchemy import select
+
+        from flow.store.models import DagRun
+
+        deadline = time.monotonic() + timeout
+        with self.engine.connect() as connection:
+            while True:
+                state = connection.execute(select(DagRun.state).where(
+                    DagRun.dag_id == dag_id, DagRun.run_id == run_id)).scalar_one()
+                connection.rollback()
+                if state in ("success", "failed"):
+                    return str(state)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"run {run_id} of {dag_id} still {state} after "
+                                         f"{timeout:.0f} s; states {self.states(dag_id)}\n"
+                                         f"{self.scheduler_log()[-4000:]}")
+                time.sleep(0.2)
+
+    def states(self, dag_id: str) -> dict[str, tuple[str | None, int]]:
+        from sqlalchemy import select
+
+        from flow.store.models import TaskInstance
+        from flow.store.session import session_scope
+
+        with session_scope(self.engine) as session:
+            rows = session.execute(select(TaskInstance.task_id, TaskInstance.state,
+                                          TaskInstance.try_number)
+                                   .where(TaskInstance.dag_id == dag_id)).all()
+        return {task_id: (state, try_number) for task_id, state, try_number in rows}
+
+    def ledger(self) -> list[tuple[str, int, int, int]]:
+        """(task_id, try_number, pid, session id) of every try that ran, in order."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(  # type: ignore[misc]
+                f"SELECT task_id, try_number, pid, sid FROM {LEDGER} ORDER BY id"))]
+
+    def wait_for(self, condition: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.schedulers:
+            for pid in session_members(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def flow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str,
+              _databases: TestDatabases) -> Iterator[Any]:
+    from sqlalchemy import text
+
+    from flow.testing.environment import isolated_flow_home
+
+    with isolated_flow_home(tmp_path / "home", monkeypatch, postgres_url) as environment:
+        with environment.engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE IF EXISTS {LEDGER}"))
+            connection.execute(text(f"CREATE TABLE {LEDGER} (id SERIAL PRIMARY KEY, "
+                                    "task_id TEXT, try_number INT, pid INT, sid INT, "
+                                    "at TIMESTAMPTZ DEFAULT now())"))
+        try:
+            yield environment
+        finally:
+            from flow.store.session import dispose_engines
+
+            dispose_engines()
+            _databases.empty(postgres_url)
+
+
+@pytest.fixture
+def deployment(flow_home: Any, celery_env: dict[str, str], workers: Workers
+               ) -> Iterator[Deployment]:
+    """Ordered so that the flow home's environment is set before ``[celery]``'s, and the
+    schedulers and workers are stopped before the database is emptied."""
+    made = Deployment(flow_home.home, flow_home.engine, workers, celery_env)
+    try:
+        yield made
+    finally:
+        made.stop()
+        workers.stop_all()
