@@ -4,6 +4,7 @@ against the official Kubernetes schema. No cluster needed."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,19 @@ from flow_k8s.settings import KubernetesConfigError, KubernetesSettings
 K8S_VERSION = "1.37.0"
 
 
+# What the API server checks beyond the schema: label keys and values, DNS-1123 names.
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
 def validate(manifest: dict[str, Any]) -> None:
-    """Fails with the schema's message when ``manifest`` is not a valid Pod."""
+    """Fails with the schema's message when ``manifest`` is not a valid Pod, or naming the
+    label or name the API server would refuse."""
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    metadata = manifest["metadata"]
+    assert DNS_LABEL.match(metadata["name"]) and len(metadata["name"]) <= 63, metadata["name"]
+    for name, value in metadata.get("labels", {}).items():
+        assert len(value) <= 63 and LABEL_VALUE.match(value), f"label {name}={value!r}"
 
 
 def workload(dag_id: str = "etl", task_id: str = "load", try_number: int = 1,

@@ -77,8 +77,9 @@ def pod_name(prefix: str, key: TaskKey, try_number: int) -> str:
 def identity_labels(key: TaskKey, try_number: int, component: str) -> dict[str, str]:
     labels = {COMPONENT_LABEL: component, KEY_LABEL: key_hash(key),
               "flow-dag-id": label_value(key.dag_id), "flow-task-id": label_value(key.task_id),
-              "flow-run-id": label_value(key.run_id), "flow-map-index": str(key.map_index),
-              TRY_LABEL: str(try_number)}
+              "flow-run-id": label_value(key.run_id), TRY_LABEL: str(try_number)}
+    if key.map_index >= 0:  # a label value cannot start with "-"
+        labels["flow-map-index"] = str(key.map_index)
     return {name: value for name, value in labels.items() if value}
 
 
