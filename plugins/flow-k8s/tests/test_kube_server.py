@@ -1,0 +1,410 @@
+"""The test API server and process kubelet, driven through the official `kubernetes` client:
+what flow-k8s's own tests rely on them to do like a real cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kube import KubeCluster
+
+PYTHON = "python"  # found on the containers' PATH: the test venv's bin folder comes first
+SCHEMA_VERSION = "1.31"
+
+
+@pytest.fixture
+def core(kube_cluster: KubeCluster) -> Iterator[client.CoreV1Api]:
+    with kube_cluster.api_client() as api_client:
+        yield client.CoreV1Api(api_client)
+
+
+def pod_manifest(name: str, script: str | None = None, *, labels: dict[str, str] | None = None,
+                 image: str = "python:3.12-slim", **spec: Any) -> dict[str, Any]:
+    """A pod running `python -c script`, checked against the official schema first."""
+    container: dict[str, Any] = {"name": "main", "image": image}
+    if script is not None:
+        container["command"] = [PYTHON, "-c", script]
+    container.update(spec.pop("container", {}))
+    manifest = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "labels": labels or {}},
+                "spec": {"restartPolicy": "Never", "containers": [container], **spec}}
+    kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)
+    return manifest
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_phase(core: client.CoreV1Api, name: str, *phases: str,
+                   timeout: float = 15) -> client.V1Pod:
+    def current() -> client.V1Pod | None:
+        pod = core.read_namespaced_pod(name, "default")
+        return pod if pod.status.phase in phases else None
+    return wait_for(current, timeout, f"pod {name} to reach {' or '.join(phases)}")
+
+
+def delete_and_wait(core: client.CoreV1Api, cluster: KubeCluster, *names: str) -> None:
+    for name in names:
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+    cluster.wait_for_no_pods(10)
+
+
+# -- the API ----------------------------------------------------------------------------------
+
+def test_pods_are_listed_and_watched_through_label_and_field_selectors(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    for name, labels in (("a-one", {"dag": "a", "try": "1"}), ("a-two", {"dag": "a"}),
+                         ("b-one", {"dag": "b", "try": "1"})):
+        core.create_namespaced_pod("default", pod_manifest(name, "pass", labels=labels))
+
+    def names(**selectors: str) -> list[str]:
+        pods = core.list_namespaced_pod("default", **selectors).items
+        return sorted(pod.metadata.name for pod in pods)
+
+    assert names(label_selector="dag=a") == ["a-one", "a-two"]
+    assert names(label_selector="dag==a,try") == ["a-one"]
+    assert names(label_selector="dag!=a") == ["b-one"]
+    assert names(label_selector="dag in (a, b),!try") == ["a-two"]
+    assert names(label_selector="dag notin (a)") == ["b-one"]
+    assert names(field_selector="metadata.name=b-one") == ["b-one"]
+    assert names(field_selector="status.phase=Pending,metadata.name!=a-one") == ["a-two", "b-one"]
+    assert [p.metadata.name for p in core.list_pod_for_all_namespaces(
+        label_selector="dag=b").items] == ["b-one"]
+
+    stream = watch.Watch().stream(core.list_namespaced_pod, "default", label_selector="dag=a",
+                                  timeout_seconds=5)
+    initial = [next(stream) for _ in range(2)]
+    assert sorted((e["type"], e["object"].metadata.name) for e in initial) == [
+        ("ADDED", "a-one"), ("ADDED", "a-two")]
+    core.patch_namespaced_pod("a-two", "default", {"metadata": {"labels": {"dag": "c"}}})
+    left = next(stream)
+    assert (left["type"], left["object"].metadata.name) == ("DELETED", "a-two")
+    delete_and_wait(core, kube_cluster, "a-one", "a-two", "b-one")
+
+
+def test_a_watch_resumes_from_a_resource_version_without_losing_events(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    listed = core.list_namespaced_pod("default")
+    core.create_namespaced_pod("default", pod_manifest("first", "pass"))
+    core.create_namespaced_pod("default", pod_manifest("second", "pass"))
+    core.delete_namespaced_pod("first", "default")
+    events = watch.Watch().stream(core.list_namespaced_pod, "default", timeout_seconds=2,
+                                  resource_version=listed.metadata.resource_version)
+    seen = [(e["type"], e["object"].metadata.name, int(e["object"].metadata.resource_version))
+            for e in events]
+    # The scheduler's Unschedulable reports come in between as MODIFIED events.
+    assert [(kind, name) for kind, name, _ in seen if kind != "MODIFIED"] == [
+        ("ADDED", "first"), ("ADDED", "second"), ("DELETED", "first")]
+    versions = [version for _, _, version in seen]
+    assert versions == sorted(set(versions))
+    assert versions[0] > int(listed.metadata.resource_version)
+    delete_and_wait(core, kube_cluster, "second")
+
+
+def test_an_expired_resource_version_gets_410_gone(core: client.CoreV1Api,
+                                                     kube_cluster: KubeCluster) -> None:
+    old = core.list_namespaced_pod("default").metadata.resource_version
+    kube_cluster.expire_watches()
+    with pytest.raises(ApiException) as gone:
+        for _ in watch.Watch().stream(core.list_namespaced_pod, "default",
+                                      resource_version=old, timeout_seconds=2):
+            pass
+    assert gone.value.status == 410
+    with pytest.raises(ApiException) as listing:
+        core.list_namespaced_pod("default", resource_version=old,
+                                 resource_version_match="Exact")
+    assert listing.value.status == 410
+    fresh = core.list_namespaced_pod("default").metadata.resource_version
+    assert list(watch.Watch().stream(core.list_namespaced_pod, "default",
+                                     resource_version=fresh, timeout_seconds=1)) == []
+
+
+def test_an_open_watch_ends_when_history_is_compacted_and_its_resume_gets_410(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    resource_version = core.list_namespaced_pod("default").metadata.resource_version
+    outcome: list[Any] = []
+
+    def follow() -> None:
+        try:
+            for _ in watch.Watch().stream(core.list_namespaced_pod, "default",
+                                          resource_version=resource_version):
+                pass
+        except ApiException as error:
+            outcome.append(error.status)
+
+    watcher = threading.Thread(target=follow)
+    watcher.start()
+    time.sleep(0.3)
+    kube_cluster.expire_watches()
+    watcher.join(10)
+    assert outcome == [410]
+
+
+def test_a_duplicate_create_and_a_stale_replace_conflict(core: client.CoreV1Api,
+                                                         kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    created = core.create_namespaced_pod("default", pod_manifest("twin", "pass"))
+    with pytest.raises(ApiException) as duplicate:
+        core.create_namespaced_pod("default", pod_manifest("twin", "pass"))
+    assert duplicate.value.status == 409 and '"AlreadyExists"' in duplicate.value.body
+    core.patch_namespaced_pod("twin", "default", {"metadata": {"annotations": {"a": "1"}}})
+    created.metadata.labels = {"changed": "yes"}
+    with pytest.raises(ApiException) as stale:
+        core.replace_namespaced_pod("twin", "default", created)
+    assert stale.value.status == 409 and '"Conflict"' in stale.value.body
+    current = core.read_namespaced_pod("twin", "default")
+    current.metadata.labels = {"changed": "yes"}
+    replaced = core.replace_namespaced_pod("twin", "default", current)
+    assert replaced.metadata.labels == {"changed": "yes"}
+    assert replaced.metadata.annotations == {"a": "1"}
+    delete_and_wait(core, kube_cluster, "twin")
+
+
+@pytest.mark.parametrize(("manifest", "field"), [
+    ({"metadata": {"name": "no-containers"}, "spec": {"containers": []}}, "spec.containers"),
+    ({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [
+        {"name": "main", "image": "x"}]}}, "metadata.name"),
+    ({"metadata": {"name": "twins"}, "spec": {"containers": [
+        {"name": "main", "image": "x"}, {"name": "main", "image": "y"}]}},
+     "spec.containers[1].name"),
+    ({"metadata": {"name": "bad-label", "labels": {"k": "not ok!"}}, "spec": {"containers": [
+        {"name": "main", "image": "x"}]}}, "metadata.labels"),
+])
+def test_an_invalid_pod_is_rejected_with_422_naming_the_field(
+        core: client.CoreV1Api, manifest: dict[str, Any], field: str) -> None:
+    with pytest.raises(ApiException) as invalid:
+        core.create_namespaced_pod("default", {"apiVersion": "v1", "kind": "Pod", **manifest})
+    assert invalid.value.status == 422
+    assert '"reason": "Invalid"' in invalid.value.body and f'"field": "{field}"' in \
+        invalid.value.body
+
+
+def test_a_request_without_the_token_gets_401(kube_cluster: KubeCluster) -> None:
+    configuration = client.Configuration(host=kube_cluster.url)
+    with client.ApiClient(configuration) as anonymous:
+        with pytest.raises(ApiException) as unauthorized:
+            client.CoreV1Api(anonymous).list_namespaced_pod("default")
+    assert unauthorized.value.status == 401
+    assert client.VersionApi(kube_cluster.api_client()).get_code().git_version.startswith("v1.")
+
+
+def test_a_missing_pod_is_404(core: client.CoreV1Api) -> None:
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_pod("nobody", "default")
+    assert missing.value.status == 404 and 'pods \\"nobody\\" not found' in missing.value.body
+
+
+# -- the kubelet ------------------------------------------------------------------------------
+
+def test_a_pod_runs_its_command_and_succeeds_with_its_log(core: client.CoreV1Api,
+                                                          kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("hello", "print('hi')"))
+    pod = wait_for_phase(core, "hello", "Succeeded")
+    assert pod.spec.node_name == "flow-node-0"
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (0, "Completed")
+    assert {c.type: c.status for c in pod.status.conditions}["PodScheduled"] == "True"
+    assert core.read_namespaced_pod_log("hello", "default") == "hi\n"
+    assert core.read_namespaced_pod_log("hello", "default", timestamps=True).endswith("Z hi\n")
+    delete_and_wait(core, kube_cluster, "hello")
+
+
+def test_exit_code_3_fails_the_pod_with_exit_code_3(core: client.CoreV1Api,
+                                                    kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest(
+        "three", "import sys; print('bad', file=sys.stderr); sys.exit(3)"))
+    pod = wait_for_phase(core, "three", "Failed")
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (3, "Error")
+    assert core.read_namespaced_pod_log("three", "default") == "bad\n"
+    delete_and_wait(core, kube_cluster, "three")
+
+
+def test_log_follow_streams_lines_as_they_come(core: client.CoreV1Api,
+                                               kube_cluster: KubeCluster) -> None:
+    script = ("import sys, time\nfor i in range(3):\n    print(f'line {i}', flush=True)\n"
+              "    time.sleep(0.4)\n")
+    core.create_namespaced_pod("default", pod_manifest("chatty", script))
+    wait_for_phase(core, "chatty", "Running")
+    arrivals = []
+    for line in watch.Watch().stream(core.read_namespaced_pod_log, "chatty", "default"):
+        arrivals.append((line, time.monotonic()))
+    assert [line for line, _ in arrivals] == ["line 0", "line 1", "line 2"]
+    assert arrivals[2][1] - arrivals[0][1] > 0.5  # each line came when it was printed
+    assert core.read_namespaced_pod_log("chatty", "default", tail_lines=1) == "line 2\n"
+    delete_and_wait(core, kube_cluster, "chatty")
+
+
+def test_deleting_a_running_pod_terminates_its_process_and_then_the_pod(
+        core: client.CoreV1Api, kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+              "time.sleep(60)")
+    core.create_namespaced_pod("default", pod_manifest("sleeper", script))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the process to start")
+    pid = int(pid_file.read_text())
+    deleted = core.delete_namespaced_pod("sleeper", "default")
+    assert deleted.metadata.deletion_timestamp is not None
+    kube_cluster.wait_for_no_pods(10)
+    assert not _alive(pid)
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    script = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "print('ready', flush=True)\ntime.sleep(60)")
+    core.create_namespaced_pod("default", pod_manifest("stubborn", script,
+                                                       terminationGracePeriodSeconds=1))
+    wait_for(lambda: core.read_namespaced_pod_log("stubborn", "default") == "ready\n"
+             if core.read_namespaced_pod("stubborn", "default").status.phase == "Running"
+             else None, what="the process to ignore SIGTERM")
+    started = time.monotonic()
+    core.delete_namespaced_pod("stubborn", "default")
+    assert core.read_namespaced_pod("stubborn", "default").metadata.deletion_timestamp
+    kube_cluster.wait_for_no_pods(10)
+    assert time.monotonic() - started >= 0.9
+
+
+def test_a_killed_container_fails_the_pod_with_128_plus_the_signal(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("victim", "import time; time.sleep(60)"))
+    wait_for_phase(core, "victim", "Running")
+    kube_cluster.kill_container("default", "victim", signal.SIGKILL)
+    pod = wait_for_phase(core, "victim", "Failed")
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (137, "Error")
+    delete_and_wait(core, kube_cluster, "victim")
+
+
+def test_a_pod_over_its_memory_limit_is_oom_killed(core: client.CoreV1Api,
+                                                   kube_cluster: KubeCluster) -> None:
+    script = "import time; block = bytearray(200 * 1024 * 1024); time.sleep(10)"
+    core.create_namespaced_pod("default", pod_manifest(
+        "hungry", script, container={"resources": {"limits": {"memory": "100Mi"}}}))
+    pod = wait_for_phase(core, "hungry", "Failed")
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (137, "OOMKilled")
+    delete_and_wait(core, kube_cluster, "hungry")
+
+
+def test_held_scheduling_keeps_pods_pending_as_unschedulable(core: client.CoreV1Api,
+                                                             kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    core.create_namespaced_pod("default", pod_manifest("waiting", "pass"))
+
+    def unschedulable() -> client.V1PodCondition | None:
+        pod = core.read_namespaced_pod("waiting", "default")
+        return next((c for c in pod.status.conditions or []
+                     if c.type == "PodScheduled" and c.reason == "Unschedulable"), None)
+
+    condition = wait_for(unschedulable, what="the Unschedulable condition")
+    assert condition.status == "False" and "unschedulable" in condition.message
+    assert core.read_namespaced_pod("waiting", "default").status.phase == "Pending"
+    kube_cluster.hold_scheduling(False)
+    wait_for_phase(core, "waiting", "Succeeded")
+    delete_and_wait(core, kube_cluster, "waiting")
+
+
+def test_a_missing_image_stays_pending_in_err_image_pull(core: client.CoreV1Api,
+                                                        kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("no-image", "pass",
+                                                       image="example/does-not-exist:1"))
+    reasons = set()
+
+    def both_reasons() -> bool:
+        pod = core.read_namespaced_pod("no-image", "default")
+        assert pod.status.phase == "Pending"
+        for status in pod.status.container_statuses or []:
+            if status.state.waiting:
+                reasons.add(status.state.waiting.reason)
+        return reasons >= {"ErrImagePull", "ImagePullBackOff"}
+
+    wait_for(both_reasons, timeout=10, what="ErrImagePull then ImagePullBackOff")
+    with pytest.raises(ApiException) as waiting:
+        core.read_namespaced_pod_log("no-image", "default")
+    assert waiting.value.status == 400 and "waiting to start" in waiting.value.body
+    delete_and_wait(core, kube_cluster, "no-image")
+
+
+def test_a_container_gets_only_its_pods_environment(core: client.CoreV1Api,
+                                                    kube_cluster: KubeCluster,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    core.create_namespaced_secret("default", {"metadata": {"name": "creds"},
+                                              "stringData": {"password": "s3cret"}})
+    core.create_namespaced_config_map("default", {"metadata": {"name": "settings"},
+                                                  "data": {"LEVEL": "debug"}})
+    script = ("import json, os; print(json.dumps({k: v for k, v in os.environ.items()}))")
+    env = [{"name": "PLAIN", "value": "x-$(POD_NAME)"},
+           {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds",
+                                                               "key": "password"}}},
+           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    core.create_namespaced_pod("default", pod_manifest("env", script, container={
+        "env": env, "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}]}))
+    wait_for_phase(core, "env", "Succeeded")
+    import json
+    seen = json.loads(core.read_namespaced_pod_log("env", "default"))
+    assert seen["PASSWORD"] == "s3cret" and seen["POD_NAME"] == "env" and seen["NS"] == "default"
+    assert seen["CFG_LEVEL"] == "debug"
+    assert seen["PLAIN"] == "x-$(POD_NAME)"  # only variables defined earlier expand
+    assert "PYTEST_CURRENT_TEST" not in seen and "VIRTUAL_ENV" not in seen
+    assert seen["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    delete_and_wait(core, kube_cluster, "env")
+
+
+def test_a_job_runs_a_pod_with_its_labels_and_reports_completion(
+        kube_cluster: KubeCluster, core: client.CoreV1Api) -> None:
+    batch = client.BatchV1Api(kube_cluster.api_client())
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "once", "labels": {"app": "flow"}},
+           "spec": {"backoffLimit": 0, "template": {
+               "metadata": {"labels": {"app": "flow"}},
+               "spec": {"restartPolicy": "Never", "containers": [
+                   {"name": "main", "image": "python:3.12", "command": [PYTHON, "-c",
+                                                                        "print('job')"]}]}}}}
+    kubernetes_validate.validate(job, SCHEMA_VERSION, strict=True)
+    batch.create_namespaced_job("default", job)
+
+    def complete() -> client.V1Job | None:
+        current = batch.read_namespaced_job("once", "default")
+        done = any(c.type == "Complete" and c.status == "True"
+                   for c in current.status.conditions or [])
+        return current if done else None
+
+    finished = wait_for(complete, what="the job to complete")
+    assert finished.status.succeeded == 1 and not finished.status.active
+    pods = core.list_namespaced_pod("default", label_selector="job-name=once").items
+    assert len(pods) == 1 and pods[0].metadata.labels["app"] == "flow"
+    assert pods[0].metadata.owner_references[0].uid == finished.metadata.uid
+    assert core.read_namespaced_pod_log(pods[0].metadata.name, "default") == "job\n"
+    batch.delete_namespaced_job("once", "default", propagation_policy="Background")
+    kube_cluster.wait_for_no_pods(10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
