@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest
 from kube.fixtures import kube_cluster  # noqa: F401 - a fixture, found by name
 
+from flow.testing.dags import DagFiles
 from flow.testing.databases import TestDatabases
 from flow.testing.environment import (
     FlowEnvironment,
@@ -55,6 +56,11 @@ def flow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
 def flow_plugins(flow_env: FlowEnvironment) -> Iterator[Any]:
     with isolated_plugins() as manager:
         yield manager
+
+
+@pytest.fixture
+def dag_files(flow_env: FlowEnvironment) -> DagFiles:
+    return DagFiles(flow_env.dags_folder)
 
 
 @pytest.fixture
