@@ -1,0 +1,69 @@
+"""The bench workloads run to success through a real ``flow scheduler`` with
+``[core] executor = "kubernetes"``: every try is a pod on the test API server.
+
+Each costs one ``flow tasks run`` interpreter per task (fanout-200: 202 of them), so each runs
+once, in its own test. The wall time is printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from flow.testing.environment import FlowEnvironment
+
+WORKLOADS = Path(__file__).resolve().parents[3] / "bench" / "workloads"
+
+
+def run_workload(flow_env: FlowEnvironment, environment: dict[str, str], filename: str,
+                 dag_id: str, timeout: float) -> dict[str, str | None]:
+    from flow.scheduling.actions import set_paused, trigger_dag_run
+    from flow.scheduling.processor import DagProcessor
+    from flow.store.models import DagRun, TaskInstance
+    from flow.store.session import session_scope
+
+    shutil.copy(WORKLOADS / filename, flow_env.dags_folder / filename)
+    DagProcessor(flow_env.dags_folder).process(force=True)
+    set_paused(dag_id, False, actor="test", source="cli")
+    run = trigger_dag_run(dag_id, actor="test", source="cli")
+    log_path = flow_env.home / "scheduler.log"
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        process = subprocess.run(
+            [str(Path(sys.executable).with_name("flow")), "scheduler", "--once"],
+            env={**os.environ, **environment, "FLOW__CORE__EXECUTOR": "kubernetes"},
+            stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    elapsed = time.monotonic() - started
+    assert process.returncode == 0, log_path.read_text()[-3000:]
+    with session_scope(flow_env.engine) as session:
+        run_state = session.scalar(select(DagRun.state).where(DagRun.run_id == run.run_id))
+        states = dict(session.execute(select(TaskInstance.task_id, TaskInstance.state).where(
+            TaskInstance.run_id == run.run_id)).all())
+    print(f"\n{dag_id}: {len(states)} tasks, one pod each, in {elapsed:.1f} s")
+    assert run_state == "success", (run_state, log_path.read_text()[-3000:])
+    return states
+
+
+@pytest.mark.timeout(300)
+def test_chain_50_succeeds_with_a_pod_per_task(
+        flow_env: FlowEnvironment, flow_plugins: Any, kube_cluster: Any,
+        k8s_environment: Callable[..., dict[str, str]]) -> None:
+    states = run_workload(flow_env, k8s_environment(), "chain_50.py", "bench_chain_50", 280)
+    assert len(states) == 50 and set(states.values()) == {"success"}
+
+
+@pytest.mark.timeout(300)
+def test_fanout_200_succeeds_with_a_pod_per_task(
+        flow_env: FlowEnvironment, flow_plugins: Any, kube_cluster: Any,
+        k8s_environment: Callable[..., dict[str, str]]) -> None:
+    states = run_workload(flow_env, k8s_environment(), "fanout_200.py", "bench_fanout_200", 280)
+    assert len(states) == 202 and set(states.values()) == {"success"}
