@@ -25,7 +25,7 @@ with dag("killed_worker"):
                        retry_delay=timedelta(0))
 """)
     # Redis hands a dead worker's unacknowledged messages out again after this long.
-    first, second = deployment.workers.start(2, concurrency=2, env={
+    first, _ = deployment.workers.start(2, concurrency=2, env={
         "FLOW__CELERY__VISIBILITY_TIMEOUT": "8"})
     deployment.start_scheduler()
     run_id = deployment.trigger("killed_worker")

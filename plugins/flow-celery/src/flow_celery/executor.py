@@ -73,7 +73,7 @@ class CeleryExecutor(BaseExecutor):
         self.settings = settings or CelerySettings.load()
         self.log_folder = str(config.get("logging", "base_log_folder"))
         self._app: Any = None
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.RLock())
         self._outbox: collections.deque[TaskWorkload] = collections.deque()
         self._revokes: list[str] = []
         self._in_flight: dict[TaskKey, _InFlight] = {}
@@ -86,17 +86,26 @@ class CeleryExecutor(BaseExecutor):
 
     @property
     def app(self) -> Any:
-        if self._app is None:
-            from flow_celery.app import make_app
+        # Made under the lock: two threads importing Celery's lazy modules at once can fail.
+        with self._lock:
+            if self._app is None:
+                from flow_celery.app import make_app
 
-            self._app = make_app(self.settings)
-        return self._app
+                self._app = make_app(self.settings)
+            return self._app
 
     def start(self) -> None:
         with self._lock:
             if self._threads:
                 return
             self._stopping = False
+        # `flow scheduler` sets the level of flow's own loggers only; the executor's lines
+        # (broker outages, adoption) belong in the scheduler's log at the same level.
+        from flow.config import load_config
+
+        level = str(load_config().get("logging", "level")).upper()
+        logging.getLogger("flow_celery").setLevel(level)
+        self.app  # noqa: B018 - made here, before the threads that use it
         log.info("Celery executor: broker %s, results %s", mask_url(self.settings.broker_url),
                  mask_url(self.settings.backend_url()))
         for target, name in ((self._publish_loop, "celery-publisher"),
@@ -169,6 +178,7 @@ class CeleryExecutor(BaseExecutor):
                 self._lock.notify_all()
             if meta is not None:
                 self._apply(ids[key], meta)
+        log.info("adopted %d of %d tries from Celery", len(keys) - len(not_adopted), len(keys))
         return not_adopted
 
     def shutdown(self, wait: bool = True) -> None:
