@@ -402,6 +402,191 @@ def test_a_job_runs_a_pod_with_its_labels_and_reports_completion(
     kube_cluster.wait_for_no_pods(10)
 
 
+def test_a_failing_job_gets_a_new_pod_until_its_backoff_limit(
+        kube_cluster: KubeCluster, core: client.CoreV1Api) -> None:
+    batch = client.BatchV1Api(kube_cluster.api_client())
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "flaky"},
+           "spec": {"backoffLimit": 1, "template": {"spec": {
+               "restartPolicy": "Never", "containers": [
+                   {"name": "main", "image": "python:3.12",
+                    "command": [PYTHON, "-c", "raise SystemExit(2)"]}]}}}}
+    kubernetes_validate.validate(job, SCHEMA_VERSION, strict=True)
+    batch.create_namespaced_job("default", job)
+
+    def failed() -> client.V1Job | None:
+        current = batch.read_namespaced_job("flaky", "default")
+        return current if any(c.type == "Failed" and c.status == "True"
+                              for c in current.status.conditions or []) else None
+
+    finished = wait_for(failed, what="the job to fail")
+    assert finished.status.failed == 2
+    assert [c.reason for c in finished.status.conditions if c.type == "Failed"] == [
+        "BackoffLimitExceeded"]
+    pods = core.list_namespaced_pod("default", label_selector="job-name=flaky").items
+    assert sorted(p.status.container_statuses[0].state.terminated.exit_code
+                  for p in pods) == [2, 2]
+    batch.delete_namespaced_job("flaky", "default", propagation_policy="Foreground")
+    kube_cluster.wait_for_no_pods(10)
+
+
+def test_a_pod_without_a_command_or_with_a_missing_executable_fails_to_start(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("no-command"))
+    core.create_namespaced_pod("default", pod_manifest(
+        "no-such-program", container={"command": ["no-such-program-anywhere"]}))
+    for name, words in (("no-command", "has no `command`"),
+                        ("no-such-program", "executable file not found")):
+        pod = wait_for_phase(core, name, "Failed")
+        terminated = pod.status.container_statuses[0].state.terminated
+        assert (terminated.exit_code, terminated.reason) == (128, "StartError")
+        assert words in terminated.message
+    delete_and_wait(core, kube_cluster, "no-command", "no-such-program")
+
+
+def test_a_graceful_delete_reports_the_sigterm_exit_before_the_pod_goes(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("polite", "import time; time.sleep(60)"))
+    running = wait_for_phase(core, "polite", "Running")
+    events = watch.Watch().stream(core.list_namespaced_pod, "default", timeout_seconds=10,
+                                  resource_version=running.metadata.resource_version)
+    core.delete_namespaced_pod("polite", "default")
+    seen = []
+    for event in events:
+        seen.append(event)
+        if event["type"] == "DELETED":
+            break
+    last = seen[-1]["object"]
+    assert seen[-1]["type"] == "DELETED" and last.metadata.deletion_timestamp is not None
+    terminated = last.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, last.status.phase) == (143, "Failed")
+
+
+def test_restart_policy_on_failure_restarts_the_container_in_place(
+        core: client.CoreV1Api, kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    marker = tmp_path / "tried"
+    script = (f"import os, sys\nif not os.path.exists({str(marker)!r}):\n"
+              f"    open({str(marker)!r}, 'w').close(); print('first'); sys.exit(1)\n"
+              "print('second')")
+    core.create_namespaced_pod("default", pod_manifest("again", script,
+                                                       restartPolicy="OnFailure"))
+    pod = wait_for_phase(core, "again", "Succeeded")
+    status = pod.status.container_statuses[0]
+    assert status.restart_count == 1 and status.last_state.terminated.exit_code == 1
+    assert core.read_namespaced_pod_log("again", "default") == "second\n"
+    assert core.read_namespaced_pod_log("again", "default", previous=True) == "first\n"
+    delete_and_wait(core, kube_cluster, "again")
+
+
+def test_init_containers_run_first_and_a_failing_one_fails_the_pod(
+        core: client.CoreV1Api, kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    append = f"import sys; open({str(order)!r}, 'a').write(sys.argv[1] + ' ')"
+    init = [{"name": "prepare", "image": "python:3.12", "command": [PYTHON, "-c", append],
+             "args": ["init"]}]
+    core.create_namespaced_pod("default", pod_manifest(
+        "ordered", None, initContainers=init,
+        container={"command": [PYTHON, "-c", append], "args": ["main"]}))
+    pod = wait_for_phase(core, "ordered", "Succeeded")
+    assert order.read_text() == "init main "
+    assert pod.status.init_container_statuses[0].state.terminated.reason == "Completed"
+    broken = [{"name": "prepare", "image": "python:3.12",
+               "command": [PYTHON, "-c", "raise SystemExit(4)"]}]
+    core.create_namespaced_pod("default", pod_manifest("broken-init", "print('never')",
+                                                       initContainers=broken))
+    pod = wait_for_phase(core, "broken-init", "Failed")
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 4
+    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    delete_and_wait(core, kube_cluster, "ordered", "broken-init")
+
+
+def test_active_deadline_seconds_fails_the_pod_with_deadline_exceeded(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("late", "import time; time.sleep(60)",
+                                                       activeDeadlineSeconds=1))
+    pod = wait_for_phase(core, "late", "Failed")
+    assert pod.status.reason == "DeadlineExceeded"
+    delete_and_wait(core, kube_cluster, "late")
+
+
+def test_a_missing_secret_holds_the_container_until_it_exists(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
+    core.create_namespaced_pod("default", pod_manifest(
+        "patient", "import os; print(os.environ['TOKEN'])", container={"env": env}))
+
+    def config_error() -> str | None:
+        statuses = core.read_namespaced_pod("patient", "default").status.container_statuses
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting.message if waiting and waiting.reason == "CreateContainerConfigError" \
+            else None
+
+    assert wait_for(config_error, what="CreateContainerConfigError") == \
+        'secret "later" not found'
+    core.create_namespaced_secret("default", {"metadata": {"name": "later"},
+                                              "data": {"token": "czNjcmV0"}})
+    wait_for_phase(core, "patient", "Succeeded")
+    assert core.read_namespaced_pod_log("patient", "default") == "s3cret\n"
+    delete_and_wait(core, kube_cluster, "patient")
+
+
+def test_patches_merge_labels_as_the_client_sends_them(core: client.CoreV1Api,
+                                                       kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    core.create_namespaced_pod("default", pod_manifest("patched", "pass",
+                                                       labels={"keep": "1", "drop": "1"}))
+    core.patch_namespaced_pod("patched", "default",
+                              {"metadata": {"labels": {"drop": None, "new": "2"}}})
+    core.patch_namespaced_pod("patched", "default", [
+        {"op": "add", "path": "/metadata/annotations", "value": {"note": "json-patch"}}])
+    pod = core.read_namespaced_pod("patched", "default")
+    assert pod.metadata.labels == {"keep": "1", "new": "2"}
+    assert pod.metadata.annotations == {"note": "json-patch"}
+    with pytest.raises(ApiException) as forbidden:
+        core.patch_namespaced_pod("patched", "default", {"spec": {"restartPolicy": "Always"}})
+    assert forbidden.value.status == 422 and "pod updates may not change" in forbidden.value.body
+    delete_and_wait(core, kube_cluster, "patched")
+
+
+def test_lists_page_with_limit_and_continue_and_collections_delete_by_selector(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    for index in range(5):
+        core.create_namespaced_pod("default", pod_manifest(f"page-{index}", "pass",
+                                                           labels={"batch": "x"}))
+    first = core.list_namespaced_pod("default", limit=2)
+    assert len(first.items) == 2 and first.metadata.remaining_item_count == 3
+    rest = core.list_namespaced_pod("default", limit=10, _continue=first.metadata._continue)
+    assert [p.metadata.name for p in first.items + rest.items] == [
+        f"page-{index}" for index in range(5)]
+    core.delete_collection_namespaced_pod("default", label_selector="batch=x")
+    kube_cluster.wait_for_no_pods(5)
+
+
+def test_nodes_register_ready_and_holding_scheduling_cordons_them(
+        kube_cluster: KubeCluster, core: client.CoreV1Api) -> None:
+    node = core.read_node("flow-node-0")
+    assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+    assert node.status.node_info.kubelet_version.startswith("v1.")
+    kube_cluster.hold_scheduling()
+    assert core.read_node("flow-node-0").spec.unschedulable is True
+    kube_cluster.hold_scheduling(False)
+    assert not core.read_node("flow-node-0").spec.unschedulable
+
+
+def test_a_multi_container_pods_log_needs_the_container_name(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    side = {"name": "side", "image": "python:3.12", "command": [PYTHON, "-c", "print('side')"]}
+    manifest = pod_manifest("pair", "print('main')")
+    manifest["spec"]["containers"].append(side)
+    core.create_namespaced_pod("default", manifest)
+    wait_for_phase(core, "pair", "Succeeded")
+    with pytest.raises(ApiException) as ambiguous:
+        core.read_namespaced_pod_log("pair", "default")
+    assert ambiguous.value.status == 400 and "choose one of: [main side]" in ambiguous.value.body
+    assert core.read_namespaced_pod_log("pair", "default", container="side") == "side\n"
+    delete_and_wait(core, kube_cluster, "pair")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

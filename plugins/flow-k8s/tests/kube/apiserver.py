@@ -178,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
         if not readable:
             return False
         try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
         except OSError:
             return True
 
@@ -271,8 +271,7 @@ class Handler(BaseHTTPRequestHandler):
             self._stream_changes(selection, last, epoch, deadline, bookmarks)
             self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
-            pass
-        self.close_connection = True
+            self.close_connection = True
 
     def _stream_changes(self, selection: Selection, last: int, epoch: int,
                         deadline: float | None, bookmarks: bool) -> None:
@@ -299,6 +298,7 @@ class Handler(BaseHTTPRequestHandler):
                                               "metadata": {"resourceVersion": str(last)}})
                 last_sent = time.monotonic()
             if self._client_gone():
+                self.close_connection = True
                 return
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             store.wait(seen, epoch, wait)
@@ -380,14 +380,14 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 if not payload:
                     if self._client_gone():
+                        self.close_connection = True
                         return
                     time.sleep(0.05)
             self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.close_connection = True
         finally:
             reader.close()
-        self.close_connection = True
 
 
 def _waiting_reason(pod: Obj, container: str) -> str | None:

@@ -55,10 +55,10 @@ class Client:
                 self._local.connection = None
                 if attempt:
                     raise
-        answer = json.loads(data) if data else {}
+        answer: Obj = json.loads(data) if data else {}
         if response.status >= 400:
             raise ApiCallError(response.status, answer)
-        return answer  # type: ignore[no-any-return]
+        return answer
 
     def watch(self, path: str, **query: Any) -> Iterator[Obj]:
         """Events of one watch request, until the server ends it."""

@@ -109,7 +109,7 @@ class KubeCluster:
                     break
         selector.close()
         log = (self.workdir / log_name).read_text(errors="replace")[-3000:]
-        raise KubeClusterError(f"{' '.join(map(str, process.args))} did not start (exit code "
+        raise KubeClusterError(f"{process.args!r} did not start (exit code "
                                f"{process.poll()}); its log {self.workdir / log_name} "
                                f"ends with:\n{log}")
 
@@ -157,8 +157,8 @@ class KubeCluster:
         import kubernetes.config
 
         configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=str(self.kubeconfig),
-                                           client_configuration=configuration)
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig), client_configuration=configuration)
         return kubernetes.client.ApiClient(configuration)
 
     def request(self, method: str, path: str, body: Any = None,

@@ -79,7 +79,7 @@ class ContainerProcess:
         """Starts the process; an Exit when it could not start (StartError, as containerd)."""
         command = list(self.container.get("command") or [])
         if not command:
-            return self._start_error(
+            return self.start_error(
                 "the process kubelet does not model image entrypoints: container "
                 f"{self.container['name']!r} has no `command`; give the pod a command")
         argv = command + list(self.container.get("args") or [])
@@ -90,17 +90,17 @@ class ContainerProcess:
                 argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
-            return self._start_error(
+            return self.start_error(
                 f'failed to create containerd task: failed to create shim task: OCI runtime '
                 f'create failed: exec: "{argv[0]}": executable file not found in $PATH')
         except PermissionError:
-            return self._start_error(f'exec: "{argv[0]}": permission denied')
+            return self.start_error(f'exec: "{argv[0]}": permission denied')
         self.started_at = timestamp()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(str(self.process.pid))
         return None
 
-    def _start_error(self, message: str) -> Exit:
+    def start_error(self, message: str) -> Exit:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.touch()
         self.log_file.with_suffix(".done").touch()

@@ -102,8 +102,8 @@ class EnvironmentBuilder:
         meta, spec = self.pod["metadata"], self.pod["spec"]
         if match := re.match(r"^metadata\.(labels|annotations)\['(.+)'\]$", path):
             return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
-        values = {
-            "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
+        values: dict[str, str] = {
+            "metadata.name": str(meta["name"]), "metadata.namespace": meta["namespace"],
             "metadata.uid": meta["uid"], "spec.nodeName": spec.get("nodeName", ""),
             "spec.serviceAccountName": spec.get("serviceAccountName", ""),
             "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",

@@ -161,7 +161,9 @@ _SET_REQUIREMENT = re.compile(r"^\s*([^\s!=(),]+)\s+(in|notin)\s+\(([^)]*)\)\s*$
 
 def _split_top_level(text: str) -> list[str]:
     """Splits on commas outside parentheses: `a in (x,y),b` is two requirements."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1

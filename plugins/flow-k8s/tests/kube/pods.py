@@ -206,14 +206,11 @@ class PodRunner:
             if policy == "Never" or (policy == "OnFailure" and exit_.code == 0):
                 return exit_
             run += 1
-            status = statuses[container["name"]]
-            status["lastState"] = exit_.state()
-            status["state"] = {"waiting": {
+            self._set_status(statuses, container, lastState=exit_.state(), state={"waiting": {
                 "reason": "CrashLoopBackOff",
                 "message": f"back-off {RETRY:g}s restarting failed container="
-                           f"{container['name']} pod={self.name}_{self.namespace}({self.uid})"}}
-            status["restartCount"] = run
-            status["ready"] = status["started"] = False
+                           f"{container['name']} pod={self.name}_{self.namespace}({self.uid})"}},
+                restartCount=run, ready=False, started=False)
             self._report()
             self.stopping.wait(RETRY)
 
@@ -238,27 +235,25 @@ class PodRunner:
         with self._lock:
             if self.stopping.is_set():
                 return None
+            failed: Exit | None
             if not cwd.is_dir():
-                failed = process._start_error(f"chdir to cwd (\"{cwd}\") set in config.json "
+                failed = process.start_error(f"chdir to cwd (\"{cwd}\") set in config.json "
                                               "failed: no such file or directory")
             else:
                 failed = process.start()
             if failed is None:
                 self._processes[container["name"]] = process
-        status = statuses[container["name"]]
-        status["restartCount"] = run
         if failed is not None:
-            status["state"] = failed.state()
-            self._report()
+            self._set_status(statuses, container, restartCount=run, state=failed.state())
             return failed
-        status.update({"state": {"running": {"startedAt": process.started_at}},
-                       "containerID": process.container_id, "started": True,
-                       "ready": not init, "imageID": image_id(container["image"])})
+        self._set_status(statuses, container, restartCount=run, containerID=process.container_id,
+                         state={"running": {"startedAt": process.started_at}}, started=True,
+                         ready=not init, imageID=image_id(container["image"]))
         self._running_phase()
         exit_ = process.wait()
         with self._lock:
             self._processes.pop(container["name"], None)
-        status.update({"state": exit_.state(), "ready": False, "started": False})
+        self._set_status(statuses, container, state=exit_.state(), ready=False, started=False)
         if any("running" in s["state"] for s in self._statuses.values()):
             self._running_phase()
         # Otherwise the pod's end (or the restart) is reported in one go, as a kubelet does.
@@ -295,6 +290,12 @@ class PodRunner:
             self._set_condition(name, False, "PodCompleted")
         self._set_condition("PodReadyToStartContainers", False)
         self._report()
+
+    @staticmethod
+    def _set_status(statuses: dict[str, Obj], container: Obj, **changes: object) -> None:
+        # A new dict rather than an update in place: another container's thread may be
+        # copying the statuses for a report at this moment.
+        statuses[container["name"]] = {**statuses[container["name"]], **changes}
 
     def _set_condition(self, kind: str, status: bool, reason: str | None = None) -> None:
         value = "True" if status else "False"

@@ -51,7 +51,7 @@ class ResourceType:
 
 def new_metadata(obj: Obj, namespace: str | None) -> Obj:
     """Fills what the server owns in metadata on create."""
-    meta = obj.setdefault("metadata", {})
+    meta: Obj = obj.setdefault("metadata", {})
     if not meta.get("name") and meta.get("generateName"):
         alphabet = "bcdfghjklmnpqrstvwxz2456789"
         meta["name"] = meta["generateName"] + "".join(secrets.choice(alphabet) for _ in range(5))
