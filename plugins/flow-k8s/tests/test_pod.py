@@ -208,3 +208,41 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("FLOW__KUBERNETES__POD_TEMPLATE", "{not json")
     with pytest.raises(KubernetesConfigError, match="FLOW__KUBERNETES__POD_TEMPLATE"):
         KubernetesSettings.load(Config())
+
+
+class _Try:
+    dag_id, run_id, task_id, map_index, try_number = "etl", "manual__1", "transform", -1, 2
+
+
+def test_pod_operator_manifests_are_valid_and_identify_the_try() -> None:
+    from flow_k8s.operators import XCOM_MARKER, KubernetesPodOperator
+
+    plain = KubernetesPodOperator(
+        task_id="transform", image="registry.example/transform:3", cmds=["python"],
+        arguments=["-m", "transform"], env_vars={"MODE": "daily"},
+        resources={"limits": {"memory": "1Gi"}}, labels={"team": "data"},
+        node_selector={"pool": "small"}, service_account_name="jobs",
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+        volume_mounts=[{"name": "scratch", "mountPath": "/scratch"}])
+    manifest = plain.build_pod({"ti": _Try()}, "jobs")
+    validate(manifest)
+    container = manifest["spec"]["containers"][0]
+    assert (container["command"], container["args"]) == (["python"], ["-m", "transform"])
+    assert manifest["metadata"]["namespace"] == "jobs"
+    assert manifest["metadata"]["labels"]["flow-component"] == "pod-operator"
+    assert pods_.key_of(manifest) == (TaskKey("etl", "manual__1", "transform"), 2)
+
+    with_file = KubernetesPodOperator(task_id="report", image="x:1", cmds=["report"],
+                                      xcom_result_path="/flow/xcom/return.json")
+    wrapped = with_file.build_pod({"ti": _Try()})
+    validate(wrapped)
+    command = wrapped["spec"]["containers"][0]["command"]
+    assert command[:2] == ["/bin/sh", "-c"] and XCOM_MARKER in command[2]
+    assert command[-1] == "report"
+
+
+def test_a_result_file_without_a_command_is_refused_naming_the_task() -> None:
+    from flow_k8s.operators import KubernetesPodOperator
+
+    with pytest.raises(ValueError, match=r"'report'.*xcom_result_path needs cmds"):
+        KubernetesPodOperator(task_id="report", image="x:1", xcom_result_path="/r.json")

@@ -37,7 +37,9 @@ class KubernetesHook:
 
 def api_client(settings: KubernetesSettings) -> Any:
     """A ``kubernetes.client.ApiClient`` for the configured cluster."""
-    from kubernetes import client, config
+    from kubernetes import client
+
+    config: Any = _config_module()
 
     if settings.conn_id:
         return client_from_connection(settings.conn_id)
@@ -56,9 +58,11 @@ def api_client(settings: KubernetesSettings) -> Any:
 
 
 def client_from_connection(conn_id: str) -> Any:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    from flow import Connection
+    from flow import Connection  # type: ignore[attr-defined]  # the public, lazy facade
+
+    config: Any = _config_module()
 
     connection = Connection.get(conn_id)
     extra = connection.extra_dejson
@@ -89,13 +93,20 @@ def client_from_connection(conn_id: str) -> Any:
 def namespace_of(settings: KubernetesSettings) -> str:
     """The namespace: the connection's ``namespace`` extra, else ``[kubernetes] namespace``."""
     if settings.conn_id:
-        from flow import Connection
+        from flow import Connection  # type: ignore[attr-defined]  # the public, lazy facade
 
         connection = Connection.get(settings.conn_id)
         extra = connection.extra_dejson
         if extra.get("namespace"):
             return str(extra["namespace"])
     return settings.namespace
+
+
+def _config_module() -> Any:
+    """``kubernetes.config`` (its loaders are untyped)."""
+    from kubernetes import config
+
+    return config
 
 
 class Pods:

@@ -175,7 +175,7 @@ class KubernetesExecutor(BaseExecutor):
             with self._lock:
                 self._lock.wait_for(lambda: self._stopping.is_set() or (
                     self._pending and self._active() < self.parallelism), timeout=1.0)
-                batch = []
+                batch: list[Tracked] = []
                 while self._pending and self._active() + len(batch) < self.parallelism \
                         and len(batch) < self.settings.worker_pods_creation_batch_size:
                     workload = self._pending.popleft()

@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from flow import BaseOperator
+from flow import BaseOperator  # type: ignore[attr-defined]  # the public, lazy facade
 from flow.exceptions import FlowException
 from flow.execution.workload import TaskKey
 

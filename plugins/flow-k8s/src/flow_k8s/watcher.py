@@ -92,7 +92,7 @@ class PodWatcher:
         self.resource_version = version
 
     def _watch(self) -> None:
-        response = self.pods.api.list_namespaced_pod(
+        response: Any = self.pods.api.list_namespaced_pod(
             self.pods.namespace, label_selector=self.selector, watch=True,
             resource_version=self.resource_version, timeout_seconds=self.timeout_seconds,
             allow_watch_bookmarks=True, _preload_content=False,
