@@ -587,6 +587,27 @@ def test_a_multi_container_pods_log_needs_the_container_name(
     delete_and_wait(core, kube_cluster, "pair")
 
 
+def test_namespaces_come_with_use_and_take_their_objects_when_deleted(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_config_map("team", {"metadata": {"name": "settings"},
+                                               "data": {"a": "1"}})
+    assert core.read_namespace("team").status.phase == "Active"
+    dry = core.create_namespaced_pod("team", pod_manifest("dry", "pass"), dry_run="All")
+    assert dry.metadata.uid and kube_cluster.pods("team") == []
+    core.create_namespaced_pod("team", pod_manifest("worker", "import time; time.sleep(60)"))
+    wait_for(lambda: core.read_namespaced_pod("worker", "team").status.phase == "Running",
+             what="the pod to run")
+    core.delete_namespace("team")
+    kube_cluster.wait_for_no_pods(10)
+    assert [ns.metadata.name for ns in core.list_namespace().items] == ["default"]
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_config_map("settings", "team")
+    assert gone.value.status == 404
+    with pytest.raises(ApiException) as protected:
+        core.delete_namespace("default")
+    assert protected.value.status == 403
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -62,7 +62,8 @@ class Api:
 
     # -- create / read ----------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, namespace: str | None, body: Obj) -> Obj:
+    def create(self, rt: ResourceType, namespace: str | None, body: Obj,
+               dry_run: bool = False) -> Obj:
         self._check_kind(rt, body)
         obj = copy.deepcopy(body)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
@@ -75,6 +76,8 @@ class Api:
         errors = Invalid(rt.kind, obj["metadata"].get("name") or "", rt.group)
         rt.validate(obj, errors)
         errors.raise_if_any()
+        if dry_run:
+            return obj
         with self.store.changed:
             if rt.namespaced:
                 self.ensure_namespace(namespace or "default")
@@ -103,7 +106,15 @@ class Api:
              resource_version_match: str | None, limit: int | None,
              continue_token: str | None) -> Obj:
         if resource_version and resource_version != "0":
-            self.store.check_not_expired(_parse_rv(resource_version))
+            # Upstream serves any list "not older than" the version from its cache; only an
+            # exact version that history no longer holds is gone.
+            version = _parse_rv(resource_version)
+            if resource_version_match == "Exact":
+                try:
+                    self.store.check_not_expired(version)
+                except ApiError as too_old:
+                    raise expired("The resourceVersion for the provided list is too old.") \
+                        from too_old
         with self.store.changed:
             items = [obj for obj in self.store.items(selection.rt.plural, selection.namespace)
                      if selection.matches(obj)]
@@ -211,6 +222,9 @@ class Api:
     # -- delete -----------------------------------------------------------------------------
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, options: Obj) -> Obj:
+        if rt.plural == "namespaces" and name in ("default", "kube-system", "kube-public"):
+            raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace '
+                           "may not be deleted", details={"name": name, "kind": "namespaces"})
         with self.store.changed:
             obj = self.get(rt, namespace, name)
             preconditions = options.get("preconditions") or {}
@@ -236,6 +250,8 @@ class Api:
             if "deletionTimestamp" not in meta or grace == 0:
                 meta["deletionTimestamp"] = timestamp(now() + dt.timedelta(seconds=grace))
             self._cascade(rt, obj, options.get("propagationPolicy"))
+            if rt.plural == "namespaces":
+                self._empty_namespace(name)
             if grace == 0 and not meta.get("finalizers"):
                 return self.store.remove(rt.plural, key_of(rt, namespace, name))
             self.store.put(rt.plural, obj, created=False)
@@ -267,6 +283,16 @@ class Api:
             elif pod["metadata"].get("deletionTimestamp") is None:
                 self.delete(RESOURCES["pods"], pod["metadata"]["namespace"],
                             pod["metadata"]["name"], {})
+
+    def _empty_namespace(self, namespace: str) -> None:
+        """Deletes what the namespace holds; unlike upstream, the namespace itself goes at
+        once rather than staying Terminating until its pods are gone."""
+        for rt in RESOURCES.values():
+            if rt.namespaced:
+                for obj in self.store.items(rt.plural, namespace):
+                    if not obj["metadata"].get("deletionTimestamp"):
+                        self.delete(rt, namespace, obj["metadata"]["name"],
+                                    {"propagationPolicy": "Background"})
 
     def _finish_deletion(self, rt: ResourceType, obj: Obj) -> Obj:
         meta = obj["metadata"]

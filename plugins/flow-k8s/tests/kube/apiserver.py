@@ -209,7 +209,8 @@ class Handler(BaseHTTPRequestHandler):
                 if rt.namespaced and route.namespace is None:
                     raise ApiError(405, "MethodNotAllowed", "the server does not allow this "
                                    "method on the requested resource")
-                self._send_json(201, api.create(rt, namespace, body))
+                self._send_json(201, api.create(rt, namespace, body,
+                                                dry_run=self.query.get("dryRun") == "All"))
             elif method == "DELETE":
                 self._send_json(200, api.delete_collection(selection, self._options(body)))
             else:

@@ -181,6 +181,8 @@ class Kubelet:
                     if event["type"] != "BOOKMARK":
                         self.on_pod(event["type"], event["object"])
             except (OSError, http.client.HTTPException, ApiCallError):
+                time.sleep(0.2)
+            except Exception:  # a kubelet bug must not stop every pod
                 traceback.print_exc()
                 time.sleep(0.2)
 

@@ -231,7 +231,8 @@ class PodRunner:
         process = ContainerProcess(
             resolved, log_path(state_dir, self.namespace, self.name, self.uid,
                                container["name"], run),
-            state_dir / "pids" / f"{self.namespace}_{self.name}_{container['name']}", cwd, env)
+            state_dir / "pids" / f"{self.namespace}_{self.name}_{self.uid}_{container['name']}",
+            cwd, env)
         with self._lock:
             if self.stopping.is_set():
                 return None
