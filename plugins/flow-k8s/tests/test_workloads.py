@@ -67,3 +67,81 @@ def test_fanout_200_succeeds_with_a_pod_per_task(
         k8s_environment: Callable[..., dict[str, str]]) -> None:
     states = run_workload(flow_env, k8s_environment(), "fanout_200.py", "bench_fanout_200", 280)
     assert len(states) == 202 and set(states.values()) == {"success"}
+
+
+RESTART_DAG = """
+import time
+from datetime import datetime
+from pathlib import Path
+from flow import DAG
+from flow.operators import PythonOperator
+
+MARKS = Path({marks!r})
+
+def steady():
+    with open(MARKS / "started", "a") as handle:
+        handle.write("started\\n")
+    time.sleep(8)
+
+with DAG("k8s_scheduler_restart", schedule=None, start_date=datetime(2024, 1, 1)):
+    PythonOperator(task_id="steady", python_callable=steady)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_restarted_scheduler_adopts_the_running_pod_and_deletes_orphans(
+        flow_env: FlowEnvironment, flow_plugins: Any, kube_cluster: Any,
+        make_settings: Callable[..., Any],
+        k8s_environment: Callable[..., dict[str, str]]) -> None:
+    from k8s_testing import wait_for
+
+    from flow.execution.workload import TaskWorkload
+    from flow.scheduling.actions import set_paused, trigger_dag_run
+    from flow.scheduling.processor import DagProcessor
+    from flow.store.models import DagRun, TaskInstance
+    from flow.store.session import session_scope
+    from flow_k8s import pod as pods_
+    from flow_k8s.client import Pods, api_client
+
+    marks = flow_env.home / "marks"
+    marks.mkdir()
+    (flow_env.dags_folder / "restart.py").write_text(RESTART_DAG.format(marks=str(marks)))
+    DagProcessor(flow_env.dags_folder).process(force=True)
+    set_paused("k8s_scheduler_restart", False, actor="test", source="cli")
+    run = trigger_dag_run("k8s_scheduler_restart", actor="test", source="cli")
+    environment = {**os.environ, **k8s_environment(), "FLOW__CORE__EXECUTOR": "kubernetes",
+                   "FLOW__SCHEDULER__HEARTBEAT_INTERVAL": "0.5",
+                   "FLOW__SCHEDULER__HEALTH_THRESHOLD": "2"}
+    flow = str(Path(sys.executable).with_name("flow"))
+    log_path = flow_env.home / "scheduler.log"
+    with log_path.open("w") as log:
+        first = subprocess.Popen([flow, "scheduler"], env=environment, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: (marks / "started").exists(), 60, "the task started in its pod")
+        finally:
+            first.kill()  # the scheduler dies without a word; its pod runs on
+            first.wait()
+    # An orphan from an older scheduler: a pod for a try that is not queued or running.
+    orphan = pods_.worker_pod(TaskWorkload(dag_id="k8s_scheduler_restart", run_id="gone",
+                                           task_id="steady", try_number=1,
+                                           dag_file="restart.py"),
+                              make_settings(), "a-dead-scheduler")
+    pods_.worker_container(orphan)["command"] = ["sleep", "60"]
+    pods = Pods(api_client(make_settings()), "default")
+    try:
+        pods.create(orphan)
+        with log_path.open("a") as log:
+            second = subprocess.run([flow, "scheduler", "--once"], env=environment, stdout=log,
+                                    stderr=subprocess.STDOUT, timeout=120, check=False)
+        assert second.returncode == 0, log_path.read_text()[-3000:]
+        assert pods.read(orphan["metadata"]["name"]) is None, "the orphan was not deleted"
+    finally:
+        pods.client.close()
+    with session_scope(flow_env.engine) as session:
+        run_state = session.scalar(select(DagRun.state).where(DagRun.run_id == run.run_id))
+        ti = session.execute(select(TaskInstance.state, TaskInstance.try_number).where(
+            TaskInstance.run_id == run.run_id)).one()
+    assert run_state == "success", log_path.read_text()[-3000:]
+    assert tuple(ti) == ("success", 1), "the try was not adopted but run again"
+    assert (marks / "started").read_text().split() == ["started"]
