@@ -216,3 +216,29 @@ with dag("k8s_restart"):
     assert task_states(dag, run_id, flow_env.engine)["steady"] == ("success", 1)
     assert [e.state for e in events if e.key == workload.key][-1:] == ["success"]
 
+
+
+def test_an_oom_killed_pod_fails_the_task_with_oomkilled_in_its_log(
+        flow_env: FlowEnvironment, dag_files: Any, flow_plugins: Any, kube_cluster: Any,
+        make_settings: Callable[..., Any]) -> None:
+    from flow.scheduling.processor import DagProcessor
+    from flow_k8s.executor import KubernetesExecutor
+
+    dag = write_dag(flow_env, dag_files, """
+def hungry():
+    block = b"x" * (800 * 1024 * 1024)
+    time.sleep(20)
+    return len(block)
+
+with dag("k8s_oom"):
+    PythonOperator(task_id="hungry", python_callable=hungry, executor_config={
+        "kubernetes": {"resources": {"limits": {"memory": "500Mi"}}}})
+""")
+    DagProcessor(flow_env.dags_folder).process(force=True)  # executor_config comes from here
+    executor = KubernetesExecutor(settings=make_settings())
+    try:
+        outcome = run_dag(dag, executor, engine=flow_env.engine, timeout=60)
+    finally:
+        executor.shutdown(wait=False)
+    assert outcome.states == {"hungry": "failed"}
+    assert "OOMKilled" in task_log(flow_env.home, dag.dag_id, "hungry", 1)
