@@ -578,6 +578,7 @@ def test_a_multi_container_pods_log_needs_the_container_name(
     side = {"name": "side", "image": "python:3.12", "command": [PYTHON, "-c", "print('side')"]}
     manifest = pod_manifest("pair", "print('main')")
     manifest["spec"]["containers"].append(side)
+    kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)
     core.create_namespaced_pod("default", manifest)
     wait_for_phase(core, "pair", "Succeeded")
     with pytest.raises(ApiException) as ambiguous:
@@ -606,6 +607,52 @@ def test_namespaces_come_with_use_and_take_their_objects_when_deleted(
     with pytest.raises(ApiException) as protected:
         core.delete_namespace("default")
     assert protected.value.status == 403
+
+
+def test_forty_pods_at_once_each_finish_once_in_one_watch(core: client.CoreV1Api,
+                                                           kube_cluster: KubeCluster) -> None:
+    start = core.list_namespaced_pod("default").metadata.resource_version
+    names = {f"many-{index}" for index in range(40)}
+    for name in sorted(names):
+        core.create_namespaced_pod("default", pod_manifest(
+            name, "import sys; print(sys.argv[1])", labels={"load": "yes"},
+            container={"args": [name]}))
+    finished: dict[str, str] = {}
+    versions: list[int] = []
+    for event in watch.Watch().stream(core.list_namespaced_pod, "default", timeout_seconds=60,
+                                      label_selector="load=yes", resource_version=start):
+        pod = event["object"]
+        versions.append(int(pod.metadata.resource_version))
+        if pod.status.phase in ("Succeeded", "Failed"):
+            assert pod.metadata.name not in finished, "a finished pod finished again"
+            finished[pod.metadata.name] = pod.status.phase
+        if len(finished) == len(names):
+            break
+    assert finished == dict.fromkeys(names, "Succeeded")
+    assert versions == sorted(set(versions))
+    assert core.read_namespaced_pod_log("many-7", "default") == "many-7\n"
+    core.delete_collection_namespaced_pod("default", label_selector="load=yes")
+    kube_cluster.wait_for_no_pods(10)
+
+
+def test_stopping_a_cluster_kills_the_processes_of_its_pods(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+              "time.sleep(60)")
+    with KubeCluster(tmp_path / "cluster", nodes=2, env={"FROM_CLUSTER": "yes"}) as cluster:
+        with cluster.api_client() as api_client:
+            core = client.CoreV1Api(api_client)
+            assert sorted(n.metadata.name for n in core.list_node().items) == [
+                "flow-node-0", "flow-node-1"]
+            core.create_namespaced_pod("default", pod_manifest(
+                "on-one", "import os; print(os.environ['FROM_CLUSTER'])",
+                nodeSelector={"kubernetes.io/hostname": "flow-node-1"}))
+            core.create_namespaced_pod("default", pod_manifest("left-running", script))
+            done = wait_for_phase(core, "on-one", "Succeeded")
+            assert done.spec.node_name == "flow-node-1"
+            assert core.read_namespaced_pod_log("on-one", "default") == "yes\n"
+            wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the process")
+    assert not _alive(int(pid_file.read_text()))
 
 
 def _alive(pid: int) -> bool:
