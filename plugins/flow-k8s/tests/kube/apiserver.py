@@ -8,7 +8,6 @@ Run as `python -m kube.apiserver --state-dir D --token T [--port 0]`; it prints
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import select
 import signal
@@ -280,11 +279,10 @@ class Handler(BaseHTTPRequestHandler):
         last_sent = time.monotonic()
         while not store.closed and store.epoch == epoch:
             try:
-                changes = self._changes_after(last)
+                changes, seen = store.changes_after(last)
             except ApiError as too_old:
                 self._send_event("ERROR", too_old.status())
                 return
-            seen = store.resource_version
             for change in changes:
                 event = watch_event(selection, change)
                 if event is not None:
@@ -303,14 +301,6 @@ class Handler(BaseHTTPRequestHandler):
                 return
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             store.wait(seen, epoch, wait)
-
-    def _changes_after(self, last: int) -> list[Change]:
-        store = self.server.store
-        with store.changed:
-            store.check_not_expired(last)
-            history = store._history
-            start = bisect.bisect_right(history, last, key=lambda c: c.resource_version)
-            return [history[index] for index in range(start, len(history))]
 
     def _send_event(self, kind: str, obj: Obj) -> None:
         self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")

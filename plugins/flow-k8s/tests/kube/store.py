@@ -3,6 +3,7 @@ history of changes that watches replay from."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections import deque
@@ -56,14 +57,15 @@ class Store:
             return [copy.deepcopy(obj) for (kind, ns, _), obj in sorted(self._objects.items())
                     if kind == resource and (namespace is None or ns == namespace)]
 
-    def changes_since(self, resource_version: int) -> list[Change]:
-        """Changes after `resource_version`; 410 when history no longer reaches back to it."""
+    def changes_after(self, resource_version: int) -> tuple[list[Change], int]:
+        """Changes after `resource_version`, and the resourceVersion they bring a watch up to;
+        410 when history no longer reaches back to it."""
         with self.changed:
-            if resource_version < self._oldest_watchable - 1:
-                raise expired(f"too old resource version: {resource_version} "
-                              f"({self._oldest_watchable - 1})")
-            return [change for change in self._history
-                    if change.resource_version > resource_version]
+            self.check_not_expired(resource_version)
+            start = bisect.bisect_right(self._history, resource_version,
+                                        key=lambda change: change.resource_version)
+            return [self._history[i] for i in range(start, len(self._history))], \
+                self._resource_version
 
     def check_not_expired(self, resource_version: int) -> None:
         with self.changed:
