@@ -242,3 +242,38 @@ with dag("k8s_oom"):
         executor.shutdown(wait=False)
     assert outcome.states == {"hungry": "failed"}
     assert "OOMKilled" in task_log(flow_env.home, dag.dag_id, "hungry", 1)
+
+
+def test_a_pod_adopted_by_another_executor_is_left_alone_by_its_first_owner(
+        flow_env: FlowEnvironment, dag_files: Any, flow_plugins: Any, kube_cluster: Any,
+        make_settings: Callable[..., Any]) -> None:
+    from flow_k8s.executor import KubernetesExecutor
+
+    dag = write_dag(flow_env, dag_files, """
+def steady():
+    (MARKS / "started").touch()
+    time.sleep(8)
+
+with dag("k8s_two_owners"):
+    PythonOperator(task_id="steady", python_callable=steady)
+""")
+    run_id = create_dag_run(dag, flow_env.engine)
+    first = KubernetesExecutor(settings=make_settings())
+    second = KubernetesExecutor(settings=make_settings())
+    try:
+        first.start()
+        workload = queue_task(dag, "steady", run_id, flow_env.engine)
+        first.submit(workload)
+        wait_for(lambda: (flow_env.home / "marks" / "started").exists(), 60, "the task started")
+        second.start()
+        # The relabelled pod leaves the first executor's watch as DELETED; the first must not
+        # take that for a dead pod and end the try that still runs.
+        assert second.adopt([workload.key]) == []
+        events: list[Any] = []
+        wait_for(lambda: events.extend(second.events()) or any(
+            e.state == "success" for e in events), 60, "the adopted try's success")
+        assert not [e for e in first.events() if e.state != "running"]
+    finally:
+        first.shutdown(wait=False)
+        second.shutdown(wait=False)
+    assert task_states(dag, run_id, flow_env.engine)["steady"] == ("success", 1)

@@ -299,6 +299,8 @@ class KubernetesExecutor(BaseExecutor):
 
     def _finish(self, tracked: Tracked, item: dict[str, Any], kind: str) -> None:
         workload = tracked.workload
+        if kind == "DELETED" and self._still_there(tracked):
+            return
         state, reason = self._outcome(workload, item, kind)
         info: dict[str, Any] = {"pod": tracked.name}
         if reason:
@@ -314,6 +316,22 @@ class KubernetesExecutor(BaseExecutor):
             self.pods.label(tracked.name, {pods_.DONE_LABEL: "true"})
         self._forget(tracked.name)
         self.report(TaskEvent(workload.key, state, workload.try_number, info))
+
+    def _still_there(self, tracked: Tracked) -> bool:
+        """A watch reports a pod DELETED also when it merely left the selector: another
+        scheduler adopted it (and relabelled it). Such a pod is no longer ours to end."""
+        assert self.pods is not None
+        current = self.pods.read(tracked.name)
+        if current is None:
+            return False
+        owner = pod_status.labels_of(current).get(pods_.SCHEDULER_LABEL)
+        if owner != pods_.label_value(self.scheduler_id):
+            log.info("pod %s was taken over by scheduler %s", tracked.name, owner)
+            self._forget(tracked.name)
+        else:  # still ours and not gone yet: its next event decides
+            with self._lock:
+                tracked.finishing = False
+        return True
 
     def _outcome(self, workload: TaskWorkload, item: dict[str, Any], kind: str
                  ) -> tuple[str, str]:
