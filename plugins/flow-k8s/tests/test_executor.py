@@ -277,3 +277,26 @@ with dag("k8s_two_owners"):
         first.shutdown(wait=False)
         second.shutdown(wait=False)
     assert task_states(dag, run_id, flow_env.engine)["steady"] == ("success", 1)
+
+
+def test_an_unknown_executor_config_key_fails_the_try_naming_the_key(
+        flow_env: FlowEnvironment, dag_files: Any, flow_plugins: Any, kube_cluster: Any,
+        make_settings: Callable[..., Any]) -> None:
+    from flow.scheduling.processor import DagProcessor
+    from flow_k8s.executor import KubernetesExecutor
+
+    dag = write_dag(flow_env, dag_files, """
+with dag("k8s_bad_config"):
+    PythonOperator(task_id="typo", python_callable=lambda: None,
+                   executor_config={"kubernetes": {"node_selectr": {"pool": "x"}}})
+""")
+    DagProcessor(flow_env.dags_folder).process(force=True)
+    executor = KubernetesExecutor(settings=make_settings())
+    try:
+        outcome = run_dag(dag, executor, engine=flow_env.engine, timeout=60)
+    finally:
+        executor.shutdown(wait=False)
+    assert outcome.states == {"typo": "failed"}
+    log = task_log(flow_env.home, dag.dag_id, "typo", 1)
+    assert "node_selectr" in log and "k8s_bad_config.typo" in log
+    assert not kube_cluster.pods()

@@ -158,3 +158,31 @@ with dag("kpo_bad_image"):
     assert outcome.states == {"pull": "failed"}
     log = task_log(flow_env.home, dag.dag_id, "pull", 1)
     assert "ErrImagePull" in log or "ImagePullBackOff" in log
+
+
+def test_a_kubernetes_connection_reaches_the_cluster_and_its_token_stays_secret(
+        flow_env: FlowEnvironment, dag_files: Any, flow_plugins: Any, kube_cluster: Any,
+        k8s_environment: Callable[..., dict[str, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from flow.builtin.executors.local import LocalExecutor
+
+    # No usable kubeconfig: only the connection can lead to the cluster.
+    k8s_environment(kubeconfig=str(flow_env.home / "no-such-kubeconfig"))
+    monkeypatch.setenv("FLOW_CONN_TEST_CLUSTER", json.dumps(
+        {"conn_type": "kubernetes", "host": kube_cluster.url, "password": kube_cluster.token}))
+    dag = dag_files.dag(HEAD + """
+with dag("kpo_connection"):
+    KubernetesPodOperator(task_id="hello", image="busybox:test", cmds=["echo", "via conn"],
+                          kubernetes_conn_id="test_cluster")
+""")
+    executor = LocalExecutor(parallelism=1)
+    try:
+        outcome = run_dag(dag, executor, engine=flow_env.engine, timeout=60)
+    finally:
+        executor.shutdown(wait=False)
+    assert outcome.states == {"hello": "success"}
+    log = task_log(flow_env.home, dag.dag_id, "hello", 1)
+    assert "via conn" in log
+    assert kube_cluster.token not in log
