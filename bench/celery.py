@@ -122,9 +122,9 @@ def broker_round_trip_ms(url: str, samples: int = 200) -> float:
                 message.ack()
                 timings.append((time.perf_counter() - began) * 1000)
         finally:
-            with contextlib.suppress(Exception):
-                queue.queue.delete()
             queue.close()
+            with contextlib.suppress(Exception):
+                connection.default_channel.queue_delete(name)
     return statistics.median(timings)
 
 

@@ -8,7 +8,9 @@ Celery's defaults suit short idempotent jobs; a flow try is neither, so the appl
 * ``worker_prefetch_multiplier = 1``: a worker holds no message it is not running, so one
   slow try never holds others back while another worker idles;
 * JSON only (``accept_content``, also for results): a message is data, never code (pickle);
-* ``task_track_started``: the executor hears when a try begins;
+* the state ``STARTED`` stored once the try has started in the metadata database (rather
+  than Celery's ``task_track_started``, which stores it before the task runs, on the way to
+  every try's start, and also for a delivery that is then refused);
 * the Redis ``visibility_timeout`` longer than the longest task (``[celery]
   visibility_timeout``), so a running try's message is not handed out again meanwhile;
 * ``task_reject_on_worker_lost = False``: when the pool process running a try dies, the
@@ -23,13 +25,16 @@ duplicate delivery is refused and leaves no result behind (:func:`run_in_worker`
 
 from __future__ import annotations
 
-import signal
+import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 from flow_celery.settings import CelerySettings, is_redis
 
 if TYPE_CHECKING:
     from celery import Celery
+
+log = logging.getLogger(__name__)
 
 TASK_NAME = "flow_celery.run_workload"
 # Outcomes of a delivery that did not run its try: the try was not queued for it.
@@ -53,7 +58,6 @@ def make_app(settings: CelerySettings | None = None) -> Celery:
         task_serializer="json", result_serializer="json", accept_content=["json"],
         result_accept_content=["json"], event_serializer="json",
         task_acks_late=True, task_reject_on_worker_lost=False, worker_prefetch_multiplier=1,
-        task_track_started=True,
         broker_transport_options=transport, result_backend_transport_options=transport,
         task_default_queue=settings.queue("default"), task_create_missing_queues=True,
         result_expires=settings.result_expires, result_extended=False,
@@ -65,7 +69,6 @@ def make_app(settings: CelerySettings | None = None) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False, worker_send_task_events=False,
         task_send_sent_event=False,
-        database_engine_options={"pool_pre_ping": True},
     )
     app.task(name=TASK_NAME, bind=True)(run_in_worker)
     return app
@@ -73,28 +76,39 @@ def make_app(settings: CelerySettings | None = None) -> Celery:
 
 def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
     """In a Celery pool process: run one try through ``flow tasks run``'s code, in a supervised
-    child process, and return its outcome (the JSON object ``flow tasks run`` prints).
+    child process (:func:`flow_celery.runner.run_try`), and return its outcome.
 
-    ``run_workload`` stops the try on ``SIGTERM`` (what Celery's revoke with ``terminate``
-    sends the pool process); the handler is taken back afterwards, so the pool process
-    answers ``SIGTERM`` between tries as Celery expects.
+    The Celery state says ``STARTED`` once the try has started in the metadata database (a
+    refused delivery never says so), and the outcome is stored the moment the try's end is
+    committed; Celery's own store as the task returns then finds it there and keeps it.
     """
     from celery.exceptions import Ignore
 
-    from flow.cli.tasks import run_workload
     from flow.execution.workload import TaskWorkload
+    from flow_celery.runner import run_try
 
     workload = TaskWorkload.from_json(workload_json)  # a bad message fails naming its field
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        _, outcome = run_workload(workload)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+    def started() -> None:
+        _store(task, {"pid": os.getpid(), "hostname": task.request.hostname}, "STARTED")
+
+    def ended(outcome: dict[str, Any]) -> None:
+        _store(task, outcome, "SUCCESS")
+
+    outcome = run_try(workload, started, ended)
     if outcome.get("state") in NOT_RUN:
         # A duplicate or late delivery: the delivery that ran (or runs) the try owns the
         # result; writing "refused" over it would hide the try's outcome.
         raise Ignore()
     return outcome
+
+
+def _store(task: Any, result: Any, state: str) -> None:
+    try:
+        task.backend.store_result(task.request.id, result, state, request=task.request)
+    except Exception as err:  # the backend is away: the end is stored again on return
+        log.warning("could not store the %s state of Celery task %s: %s", state,
+                    task.request.id, err)
 
 
 def worker_app() -> Celery:
