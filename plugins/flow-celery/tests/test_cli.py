@@ -97,3 +97,16 @@ def test_reliability_defaults_of_the_celery_application(flow_home: Any) -> None:
     assert conf.task_reject_on_worker_lost is False
     assert list(conf.accept_content) == ["json"] and list(conf.result_accept_content) == ["json"]
     assert conf.broker_transport_options["visibility_timeout"] == 6 * 3600
+
+
+def test_result_backend_defaults_to_the_redis_broker_else_the_metadata_database(
+        flow_home: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flow_celery.settings import CelerySettings
+
+    monkeypatch.setenv("FLOW__CELERY__BROKER_URL", "redis://:pw@cache:6379/3")
+    assert CelerySettings.load().backend_url() == "redis://:pw@cache:6379/3"
+    monkeypatch.setenv("FLOW__CELERY__BROKER_URL", "amqp://guest:guest@rabbit:5672//")
+    assert CelerySettings.load().backend_url() == f"db+{flow_home.database_url}"
+    monkeypatch.setenv("FLOW__CELERY__RESULT_BACKEND", "redis://results:6379/1")
+    assert CelerySettings.load().backend_url() == "redis://results:6379/1"
+    assert "pw" not in repr(CelerySettings(broker_url="redis://:pw@cache:6379/3"))

@@ -115,17 +115,21 @@ class CeleryExecutor(BaseExecutor):
             self._threads.append(thread)
 
     def submit(self, workload: TaskWorkload) -> None:
+        key, try_number = workload.key, workload.try_number
         with self._lock:
-            current = self._in_flight.get(workload.key)
-            queued = any(w.key == workload.key for w in self._outbox)
-            if (current is not None and current.workload.try_number == workload.try_number) \
-                    or queued:
-                duplicate = TaskEvent(workload.key, "refused", workload.try_number, {
-                    "message": f"refused try {workload.try_number}: it is already in flight "
-                               "through this executor (a duplicate submit)"})
+            current = self._in_flight.get(key)
+            waiting = [w for w in self._outbox if w.key == key]
+            if (current is not None and current.workload.try_number == try_number) or any(
+                    w.try_number == try_number for w in waiting):
+                duplicate = TaskEvent(key, "refused", try_number, {
+                    "message": f"refused try {try_number}: it is already in flight through "
+                               "this executor (a duplicate submit)"})
             else:
-                if current is not None:  # a newer try: the older one was ended elsewhere
-                    self._forget(workload.key)
+                # A newer try: the older one was ended elsewhere (zombie detection, a user).
+                if current is not None:
+                    self._forget(key)
+                for older in waiting:
+                    self._outbox.remove(older)
                 self._outbox.append(workload)
                 self._lock.notify_all()
                 return
@@ -212,26 +216,29 @@ class CeleryExecutor(BaseExecutor):
                 if self._stopping:
                     return
                 revokes, self._revokes = self._revokes, []
-                batch = []
+                batch: list[TaskWorkload] = []
                 while self._outbox and len(self._in_flight) + len(batch) < self.parallelism:
                     batch.append(self._outbox.popleft())
             sent = self._send(batch)
             unsent = batch[len(sent):]
-            for task_id in revokes:
-                try:
-                    self.app.control.revoke(task_id, terminate=True, signal="SIGTERM")
-                except Exception as err:
-                    log.warning("could not revoke Celery task %s (%s); retrying", task_id, err)
-                    unsent_revokes = True
-                    with self._lock:
-                        self._revokes.append(task_id)
-                    break
-            else:
-                unsent_revokes = False
-            if unsent or unsent_revokes:
+            unrevoked = self._revoke(revokes)
+            if unsent or unrevoked:
                 with self._lock:
                     self._outbox.extendleft(reversed(unsent))
-                    self._lock.wait(_RETRY_PUBLISH_AFTER)
+                    self._revokes = unrevoked + self._revokes
+                    retry_at = time.monotonic() + _RETRY_PUBLISH_AFTER
+                    while not self._stopping and (left := retry_at - time.monotonic()) > 0:
+                        self._lock.wait(left)
+
+    def _revoke(self, task_ids: list[str]) -> list[str]:
+        """Revoke (and stop, if running) each Celery task; returns those not yet revoked."""
+        for index, task_id in enumerate(task_ids):
+            try:
+                self.app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+            except Exception as err:
+                log.warning("could not revoke Celery task %s (%s); retrying", task_id, err)
+                return task_ids[index:]
+        return []
 
     def _send(self, batch: list[TaskWorkload]) -> list[TaskWorkload]:
         """Publish ``batch`` in order; returns those the broker took (a prefix)."""
