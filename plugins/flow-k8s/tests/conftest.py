@@ -92,3 +92,12 @@ def k8s_environment(kube_cluster: Any,  # noqa: F811 - the fixture imported abov
 
     return apply
 
+
+
+# The longest tests (a pod per task of a whole DAG through `flow scheduler`) go first, so that
+# with `pytest -n 2` the other worker runs everything else meanwhile instead of waiting at the end.
+LONGEST_FIRST = ("test_fanout_200", "test_chain_50", "test_a_restarted_scheduler")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.name.startswith(LONGEST_FIRST))
