@@ -246,3 +246,33 @@ def test_a_result_file_without_a_command_is_refused_naming_the_task() -> None:
 
     with pytest.raises(ValueError, match=r"'report'.*xcom_result_path needs cmds"):
         KubernetesPodOperator(task_id="report", image="x:1", xcom_result_path="/r.json")
+
+
+def test_the_pod_template_may_be_a_table_of_flow_toml(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from flow.config import Config
+
+    monkeypatch.setenv("FLOW_HOME", str(tmp_path))
+    for name in ("FLOW__KUBERNETES__POD_TEMPLATE", "FLOW__KUBERNETES__IMAGE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "flow.toml").write_text("""
+[kubernetes]
+namespace = "flow"
+
+[kubernetes.pod_template.spec]
+serviceAccountName = "flow-worker"
+containers = [{name = "base", image = "registry.example/flow:1"}]
+""")
+    settings = KubernetesSettings.load(Config())
+    manifest = pods_.worker_pod(workload(), settings, "s")
+    validate(manifest)
+    assert manifest["spec"]["serviceAccountName"] == "flow-worker"
+    assert pods_.worker_container(manifest)["image"] == "registry.example/flow:1"
+
+
+def test_a_missing_kubeconfig_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    from flow_k8s.client import api_client
+
+    missing = tmp_path / "kubeconfig"
+    with pytest.raises(KubernetesConfigError, match=str(missing)):
+        api_client(KubernetesSettings(kubeconfig=str(missing)))

@@ -48,13 +48,13 @@ class KubernetesSettings:
 
         section = plugin_settings(SECTION, config)
         default = cls()
-        inline = section.get_str("pod_template", "")
+        inline = _inline_template(section, config)
         command = section.get_str("worker_command", "flow")
         return cls(
             namespace=section.get_str("namespace", default.namespace),
             image=section.get_str("image", default.image),
             pod_template_file=section.get_str("pod_template_file", ""),
-            pod_template=_json_object(inline, section.source("pod_template")) if inline else {},
+            pod_template=inline,
             worker_command=_command(command, section.source("worker_command")),
             in_cluster=section.get_bool("in_cluster", default.in_cluster),
             kubeconfig=section.get_str("kubeconfig", ""),
@@ -73,6 +73,25 @@ class KubernetesSettings:
             watch_timeout=max(1, section.get_int("watch_timeout", default.watch_timeout)),
             api_retries=max(0, section.get_int("api_retries", default.api_retries)),
         )
+
+
+def _inline_template(section: Any, config: Any) -> dict[str, Any]:
+    """``pod_template``: a JSON string (from a variable or the file), or a TOML table."""
+    import tomllib
+    from pathlib import Path
+
+    from flow.config import Config, ConfigError
+
+    try:
+        text = section.get_str("pod_template", "")
+    except ConfigError:  # not a string: a table of flow.toml, read as it is
+        path = Path((config or Config()).path)
+        table = tomllib.loads(path.read_text()).get(SECTION, {}).get("pod_template")
+        if not isinstance(table, dict):
+            raise KubernetesConfigError(f"[kubernetes] pod_template in {path} must be a table "
+                                        "or a JSON string (a pod manifest)") from None
+        return table
+    return _json_object(text, section.source("pod_template")) if text else {}
 
 
 def _json_object(text: str, origin: str | None) -> dict[str, Any]:
