@@ -3,8 +3,8 @@
 
 Where the cluster is (``in_cluster``, ``kubeconfig`` + ``context``, or ``conn_id``: a flow
 connection of type ``kubernetes``), where pods go (``namespace``), what they run (``image``,
-``pod_template_file`` or the inline JSON ``pod_template``, ``worker_command``), and how the
-executor treats them (deletion, timeouts, batching, the scheduler id label).
+``pod_template_file`` or ``pod_template`` -- a TOML table or JSON -- and ``worker_command``),
+and how the executor treats them (deletion, timeouts, batching, the scheduler id label).
 """
 
 from __future__ import annotations
