@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from . import discovery
 from .api import Api, Selection
 from .jobs import JobController
-from .meta import ApiError, Obj, bad_request
+from .meta import ApiError, Obj, bad_request, stop_with_parent
 from .podlogs import LogReader, container_dir
 from .resources import RESOURCES, ResourceType
 from .store import Change, Store
@@ -428,6 +428,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stop_with_parent()
     print(f"listening on {server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.2)
     server.server_close()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .client import ApiCallError, Client
-from .meta import Obj, timestamp
+from .meta import Obj, stop_with_parent, timestamp
 from .pods import Node, PodRunner
 
 NODE_PREFIX = "flow-node-"
@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    stop_with_parent()
     try:
         kubelet.register()
         threading.Thread(target=kubelet.watch_nodes, name="nodes", daemon=True).start()

@@ -4,7 +4,11 @@ selectors, with the syntax and messages of the real API server."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import signal
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +103,19 @@ class Invalid:
         raise ApiError(422, "Invalid", f'{resource} "{self.name}" is invalid: {listed}',
                        details={"name": self.name, "group": self.group, "kind": self.kind,
                                 "causes": self.causes})
+
+
+def stop_with_parent() -> None:
+    """SIGTERMs this process once the process that started it is gone, so that a test run
+    killed outright (a pytest-timeout in thread mode, a kill -9) leaves no cluster behind."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def now() -> dt.datetime:
