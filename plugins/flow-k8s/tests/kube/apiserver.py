@@ -187,10 +187,20 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
 
+    def _number(self, name: str) -> int | None:
+        text = self.query.get(name)
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError as garbled:
+            raise bad_request(f"{name}: invalid value {text!r}: must be an integer") \
+                from garbled
+
     def _options(self, body: Any) -> Obj:
         options: Obj = dict(body) if isinstance(body, dict) else {}
         if "gracePeriodSeconds" in self.query:
-            options["gracePeriodSeconds"] = int(self.query["gracePeriodSeconds"])
+            options["gracePeriodSeconds"] = self._number("gracePeriodSeconds")
         if "propagationPolicy" in self.query:
             options["propagationPolicy"] = self.query["propagationPolicy"]
         return options
@@ -206,7 +216,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET" and self.query.get("watch") in ("true", "1"):
                 self._watch(selection)
             elif method == "GET":
-                limit = int(self.query["limit"]) if self.query.get("limit") else None
+                limit = self._number("limit")
                 self._send_json(200, api.list(selection, self.query.get("resourceVersion"),
                                               self.query.get("resourceVersionMatch"), limit,
                                               self.query.get("continue")))
@@ -254,7 +264,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _watch(self, selection: Selection) -> None:
         store = self.server.store
-        timeout = float(self.query.get("timeoutSeconds") or 0) or None
+        timeout = self._number("timeoutSeconds") or None
         deadline = time.monotonic() + timeout if timeout else None
         bookmarks = self.query.get("allowWatchBookmarks") in ("true", "1")
         requested = self.query.get("resourceVersion") or "0"
@@ -345,9 +355,9 @@ class Handler(BaseHTTPRequestHandler):
         follow = self.query.get("follow") in ("true", "1") and \
             self.query.get("previous") not in ("true", "1")
         timestamps = self.query.get("timestamps") in ("true", "1")
-        tail = int(self.query["tailLines"]) if self.query.get("tailLines") else None
-        since = float(self.query["sinceSeconds"]) if self.query.get("sinceSeconds") else None
-        limit = int(self.query["limitBytes"]) if self.query.get("limitBytes") else None
+        tail = self._number("tailLines")
+        since = self._number("sinceSeconds")
+        limit = self._number("limitBytes")
         reader = LogReader(folder / f"{run}.log")
         done = folder / f"{run}.done"
         try:
