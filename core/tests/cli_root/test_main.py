@@ -81,3 +81,12 @@ def test_version_option_names_flow():
 
     assert result.exit_code == 0
     assert result.output.startswith("flow, version ")
+
+
+def test_python_dash_m_flow_runs_the_flow_command(tmp_path):
+    env = {**os.environ, "FLOW_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "flow", "--version"], env=env,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "flow" in result.stdout
