@@ -655,6 +655,44 @@ def test_stopping_a_cluster_kills_the_processes_of_its_pods(tmp_path: Path) -> N
     assert not _alive(int(pid_file.read_text()))
 
 
+def test_every_object_the_server_holds_passes_the_official_schema(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    """The server completes objects the way the real one does: what it stores for pods in
+    every phase, nodes, namespaces, jobs, secrets and config maps is valid, strictly."""
+    core.create_namespaced_secret("default", {"metadata": {"name": "s"},
+                                              "stringData": {"k": "v"}})
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c"}, "data": {"k": "v"}})
+    core.create_namespaced_pod("default", pod_manifest("ok", "pass"))
+    core.create_namespaced_pod("default", pod_manifest("bad", "raise SystemExit(1)", container={
+        "resources": {"limits": {"memory": "1Gi", "cpu": "1"}}}))
+    core.create_namespaced_pod("default", pod_manifest("pull", "pass", image="does-not-exist"))
+    client.BatchV1Api(kube_cluster.api_client()).create_namespaced_job("default", {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "python:3.12", "command": [PYTHON, "-c", "pass"]}]}}}})
+    wait_for_phase(core, "ok", "Succeeded")
+    wait_for_phase(core, "bad", "Failed")
+    wait_for(lambda: core.list_namespaced_pod(
+        "default", label_selector="job-name=job", field_selector="status.phase=Succeeded").items,
+        what="the job's pod to succeed")
+    kube_cluster.hold_scheduling()
+    core.create_namespaced_pod("default", pod_manifest("held", "pass"))
+    wait_for(lambda: core.read_namespaced_pod("held", "default").status.conditions,
+             what="the Unschedulable condition")
+    checked = 0
+    for path, api_version, kind in (
+            ("/api/v1/pods", "v1", "Pod"), ("/api/v1/nodes", "v1", "Node"),
+            ("/api/v1/namespaces", "v1", "Namespace"), ("/api/v1/secrets", "v1", "Secret"),
+            ("/api/v1/configmaps", "v1", "ConfigMap"), ("/apis/batch/v1/jobs", "batch/v1", "Job")):
+        for item in kube_cluster.request("GET", path)["items"]:
+            kubernetes_validate.validate({"apiVersion": api_version, "kind": kind, **item},
+                                         SCHEMA_VERSION, strict=True)
+            checked += 1
+    assert checked == 5 + 1 + 1 + 1 + 1 + 1  # pods, node, namespace, secret, map, job
+    core.delete_collection_namespaced_pod("default")
+    kube_cluster.wait_for_no_pods(10)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
