@@ -21,15 +21,33 @@ def flow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 @pytest.mark.parametrize("celery_env", ["rabbitmq"], indirect=True)
 def test_status_lists_workers_and_queues_and_never_shows_the_password(
         deployment: Deployment) -> None:
+    from flow.scheduling.dagbag import load_dag_file
+    from flow.testing.runner import create_dag_run, queue_task
+    from flow_celery.executor import CeleryExecutor
+
+    deployment.add_dag("watched", """
+with dag("watched"):
+    PythonOperator(task_id="busy", python_callable=lambda ti: (ledger(ti), time.sleep(30)))
+""")
     [worker] = deployment.workers.start(1, concurrency=1, queues="default,gpu")
     name = deployment.workers.names[0]
-    result = flow("celery", "status", "--output", "json")
+    [dag] = load_dag_file(deployment.home / "dags" / "watched.py").dags
+    run_id = create_dag_run(dag, deployment.engine)
+    executor = CeleryExecutor(parallelism=1)
+    executor.start()
+    try:
+        executor.submit(queue_task(dag, "busy", run_id, deployment.engine))
+        deployment.wait_for(lambda: len(deployment.ledger()) == 1, 30, "the try running")
+        result = flow("celery", "status", "--output", "json")
+    finally:
+        executor.shutdown(wait=False)
     assert result.returncode == 0, result.stderr
     import json
 
     rows = {row["worker"]: row for row in json.loads(result.stdout)}
     assert sorted(rows[name]["queues"]) == ["default", "gpu"]
-    assert rows[name]["active"] == 0
+    assert rows[name]["active"] == 1
+    assert rows[name]["tries"] == [f"watched/{run_id}/busy try 1"]
     table = flow("celery", "status")
     assert "amqp://guest:***@127.0.0.1:5672//" in table.stdout
     for text in (table.stdout, table.stderr, result.stdout, deployment.workers.log(worker)):
