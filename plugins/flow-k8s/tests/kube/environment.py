@@ -65,7 +65,7 @@ class EnvironmentBuilder:
                 return None
             raise ConfigError(f'{kind} "{name}" not found')
         if kind == "secret":
-            return {key: base64.b64decode(value).decode()
+            return {key: base64.b64decode(value).decode(errors="replace")
                     for key, value in (obj.get("data") or {}).items()}
         return dict(obj.get("data") or {})
 
