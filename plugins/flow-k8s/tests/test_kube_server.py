@@ -242,16 +242,20 @@ def test_exit_code_3_fails_the_pod_with_exit_code_3(core: client.CoreV1Api,
 
 
 def test_log_follow_streams_lines_as_they_come(core: client.CoreV1Api,
-                                               kube_cluster: KubeCluster) -> None:
-    script = ("import sys, time\nfor i in range(3):\n    print(f'line {i}', flush=True)\n"
-              "    time.sleep(0.4)\n")
+                                               kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    finished = tmp_path / "finished"
+    script = ("import time\nfor i in range(3):\n    print(f'line {i}', flush=True)\n"
+              f"    time.sleep(0.6)\nopen({str(finished)!r}, 'w').close()\n")
     core.create_namespaced_pod("default", pod_manifest("chatty", script))
     wait_for_phase(core, "chatty", "Running")
-    arrivals = []
+    lines, ended_before_first_line = [], None
     for line in watch.Watch().stream(core.read_namespaced_pod_log, "chatty", "default"):
-        arrivals.append((line, time.monotonic()))
-    assert [line for line, _ in arrivals] == ["line 0", "line 1", "line 2"]
-    assert arrivals[2][1] - arrivals[0][1] > 0.5  # each line came when it was printed
+        if ended_before_first_line is None:
+            ended_before_first_line = finished.exists()
+        lines.append(line)
+    assert lines == ["line 0", "line 1", "line 2"]
+    assert ended_before_first_line is False  # the first line came while the process ran
+    assert finished.exists()  # and the stream ended only with the process
     assert core.read_namespaced_pod_log("chatty", "default", tail_lines=1) == "line 2\n"
     delete_and_wait(core, kube_cluster, "chatty")
 
