@@ -290,6 +290,24 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(
     assert time.monotonic() - started >= 0.9
 
 
+def test_a_second_delete_shortens_the_grace_period(core: client.CoreV1Api,
+                                                   kube_cluster: KubeCluster) -> None:
+    script = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "print('ready', flush=True)\ntime.sleep(120)")
+    core.create_namespaced_pod("default", pod_manifest("slow-to-die", script,
+                                                       terminationGracePeriodSeconds=60))
+    wait_for(lambda: core.read_namespaced_pod("slow-to-die", "default").status.phase ==
+             "Running" and core.read_namespaced_pod_log("slow-to-die", "default") == "ready\n",
+             what="the process to ignore SIGTERM")
+    core.delete_namespaced_pod("slow-to-die", "default")
+    first = core.read_namespaced_pod("slow-to-die", "default").metadata
+    assert first.deletion_grace_period_seconds == 60
+    core.delete_namespaced_pod("slow-to-die", "default", grace_period_seconds=1)
+    assert core.read_namespaced_pod("slow-to-die", "default").metadata \
+        .deletion_grace_period_seconds == 1
+    kube_cluster.wait_for_no_pods(15)  # far sooner than the first delete's 60 s
+
+
 def test_a_killed_container_fails_the_pod_with_128_plus_the_signal(
         core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
     core.create_namespaced_pod("default", pod_manifest("victim", "import time; time.sleep(60)"))

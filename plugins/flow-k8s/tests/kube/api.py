@@ -247,8 +247,7 @@ class Api:
             if already is not None and grace >= already:
                 return obj  # a second delete may only shorten the grace period
             meta["deletionGracePeriodSeconds"] = grace
-            if "deletionTimestamp" not in meta or grace == 0:
-                meta["deletionTimestamp"] = timestamp(now() + dt.timedelta(seconds=grace))
+            meta["deletionTimestamp"] = timestamp(now() + dt.timedelta(seconds=grace))
             self._cascade(rt, obj, options.get("propagationPolicy"))
             if rt.plural == "namespaces":
                 self._empty_namespace(name)

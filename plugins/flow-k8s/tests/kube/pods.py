@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class PodRunner:
         self._lock = threading.Lock()
         self._processes: dict[str, ContainerProcess] = {}
         self._kill_timer: threading.Timer | None = None
+        self._kill_at = 0.0
         self._deadline_timer: threading.Timer | None = None
         self._statuses: dict[str, Obj] = {}
         self._init_statuses: dict[str, Obj] = {}
@@ -65,15 +67,22 @@ class PodRunner:
 
     def terminate(self, grace: int) -> None:
         """Graceful deletion: SIGTERM now, SIGKILL once the grace period is over."""
+        first = not self.stopping.is_set()
         self.stopping.set()
+        kill_at = time.monotonic() + grace
         with self._lock:
             processes = list(self._processes.values())
-            if self._kill_timer is None:
+            if self._kill_timer is None or kill_at < self._kill_at:
+                # A second delete may shorten the grace period, never lengthen it.
+                if self._kill_timer is not None:
+                    self._kill_timer.cancel()
+                self._kill_at = kill_at
                 self._kill_timer = threading.Timer(grace, self.kill)
                 self._kill_timer.daemon = True
                 self._kill_timer.start()
-        for process in processes:
-            process.signal(signal.SIGTERM)
+        if first:
+            for process in processes:
+                process.signal(signal.SIGTERM)
 
     def kill(self) -> None:
         self.stopping.set()
