@@ -62,6 +62,11 @@ def wait_for_phase(core: client.CoreV1Api, name: str, *phases: str,
     return wait_for(current, timeout, f"pod {name} to reach {' or '.join(phases)}")
 
 
+def events_of(core: client.CoreV1Api, pod: str, reason: str) -> list[client.CoreV1Event]:
+    return [event for event in core.list_namespaced_event(
+        "default", field_selector=f"involvedObject.name={pod}").items if event.reason == reason]
+
+
 def delete_and_wait(core: client.CoreV1Api, cluster: KubeCluster, *names: str) -> None:
     for name in names:
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
@@ -342,6 +347,8 @@ def test_held_scheduling_keeps_pods_pending_as_unschedulable(core: client.CoreV1
 
     condition = wait_for(unschedulable, what="the Unschedulable condition")
     assert condition.status == "False" and "unschedulable" in condition.message
+    assert wait_for(lambda: events_of(core, "waiting", "FailedScheduling"),
+                    what="the FailedScheduling event")[0].message == condition.message
     assert core.read_namespaced_pod("waiting", "default").status.phase == "Pending"
     kube_cluster.hold_scheduling(False)
     wait_for_phase(core, "waiting", "Succeeded")
@@ -363,6 +370,8 @@ def test_a_missing_image_stays_pending_in_err_image_pull(core: client.CoreV1Api,
         return reasons >= {"ErrImagePull", "ImagePullBackOff"}
 
     wait_for(both_reasons, timeout=10, what="ErrImagePull then ImagePullBackOff")
+    failed = events_of(core, "no-image", "Failed")
+    assert failed and failed[0].type == "Warning" and "does-not-exist" in failed[0].message
     with pytest.raises(ApiException) as waiting:
         core.read_namespaced_pod_log("no-image", "default")
     assert waiting.value.status == 400 and "waiting to start" in waiting.value.body
@@ -617,10 +626,17 @@ def test_namespaces_come_with_use_and_take_their_objects_when_deleted(
     assert core.read_namespace("team").status.phase == "Active"
     dry = core.create_namespaced_pod("team", pod_manifest("dry", "pass"), dry_run="All")
     assert dry.metadata.uid and kube_cluster.pods("team") == []
-    core.create_namespaced_pod("team", pod_manifest("worker", "import time; time.sleep(60)"))
+    stubborn = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "time.sleep(60)")
+    core.create_namespaced_pod("team", pod_manifest("worker", stubborn,
+                                                    terminationGracePeriodSeconds=2))
     wait_for(lambda: core.read_namespaced_pod("worker", "team").status.phase == "Running",
              what="the pod to run")
     core.delete_namespace("team")
+    assert core.read_namespace("team").status.phase == "Terminating"
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map("team", {"metadata": {"name": "late"}})
+    assert refused.value.status == 403 and "being terminated" in refused.value.body
     kube_cluster.wait_for_no_pods(10)
     assert [ns.metadata.name for ns in core.list_namespace().items] == ["default"]
     with pytest.raises(ApiException) as gone:

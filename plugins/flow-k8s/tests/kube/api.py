@@ -81,6 +81,13 @@ class Api:
         with self.store.changed:
             if rt.namespaced:
                 self.ensure_namespace(namespace or "default")
+                terminating = self.store.get(("namespaces", "", namespace or "default"))
+                if terminating is not None and terminating["metadata"].get("deletionTimestamp"):
+                    raise ApiError(403, "Forbidden", f'{self._resource_name(rt)} '
+                                   f'"{obj["metadata"]["name"]}" is forbidden: unable to create '
+                                   f"new content in namespace {namespace} because it is being "
+                                   "terminated", details={"name": obj["metadata"]["name"],
+                                                          "kind": rt.plural})
             key = key_of(rt, namespace, obj["metadata"]["name"])
             if self.store.get(key) is not None:
                 raise ApiError(409, "AlreadyExists",
@@ -250,11 +257,18 @@ class Api:
             meta["deletionTimestamp"] = timestamp(now() + dt.timedelta(seconds=grace))
             self._cascade(rt, obj, options.get("propagationPolicy"))
             if rt.plural == "namespaces":
-                self._empty_namespace(name)
+                return self._terminate_namespace(obj)
             if grace == 0 and not meta.get("finalizers"):
-                return self.store.remove(rt.plural, key_of(rt, namespace, name))
+                return self._remove(rt, obj)
             self.store.put(rt.plural, obj, created=False)
             return obj
+
+    def _remove(self, rt: ResourceType, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        removed = self.store.remove(rt.plural, key_of(rt, meta.get("namespace"), meta["name"]))
+        if rt.plural == "pods":
+            self._finish_namespace(meta["namespace"])
+        return removed
 
     @staticmethod
     def _pod_grace(pod: Obj, requested: int | None) -> int:
@@ -283,21 +297,37 @@ class Api:
                 self.delete(RESOURCES["pods"], pod["metadata"]["namespace"],
                             pod["metadata"]["name"], {})
 
-    def _empty_namespace(self, namespace: str) -> None:
-        """Deletes what the namespace holds; unlike upstream, the namespace itself goes at
-        once rather than staying Terminating until its pods are gone."""
+    def _terminate_namespace(self, namespace: Obj) -> Obj:
+        """A deleted namespace is Terminating, refusing new objects, until its pods are gone;
+        then it goes with whatever else it still holds."""
+        namespace["status"] = {"phase": "Terminating"}
+        self.store.put("namespaces", namespace, created=False)
+        name = namespace["metadata"]["name"]
         for rt in RESOURCES.values():
             if rt.namespaced:
-                for obj in self.store.items(rt.plural, namespace):
+                for obj in self.store.items(rt.plural, name):
                     if not obj["metadata"].get("deletionTimestamp"):
-                        self.delete(rt, namespace, obj["metadata"]["name"],
+                        self.delete(rt, name, obj["metadata"]["name"],
                                     {"propagationPolicy": "Background"})
+        self._finish_namespace(name)
+        return namespace
+
+    def _finish_namespace(self, name: str) -> None:
+        namespace = self.store.get(("namespaces", "", name))
+        if namespace is None or not namespace["metadata"].get("deletionTimestamp") or \
+                self.store.items("pods", name):
+            return
+        for rt in RESOURCES.values():
+            if rt.namespaced:
+                for obj in self.store.items(rt.plural, name):
+                    self.store.remove(rt.plural, key_of(rt, name, obj["metadata"]["name"]))
+        self.store.remove("namespaces", ("namespaces", "", name))
 
     def _finish_deletion(self, rt: ResourceType, obj: Obj) -> Obj:
         meta = obj["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
                 meta.get("deletionGracePeriodSeconds") == 0:
-            return self.store.remove(rt.plural, key_of(rt, meta.get("namespace"), meta["name"]))
+            return self._remove(rt, obj)
         return obj
 
     def delete_collection(self, selection: Selection, options: Obj) -> Obj:

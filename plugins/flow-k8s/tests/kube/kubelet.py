@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .client import ApiCallError, Client
+from .events import EventRecorder
 from .meta import Obj, stop_with_parent, timestamp
 from .pods import Node, PodRunner
 
@@ -78,6 +79,8 @@ class Kubelet:
         self.pending: dict[str, Obj] = {}  # unbound pods by uid, for the scheduler
         self.nodes: dict[str, Obj] = {}
         self._next_node = 0
+        self.scheduler_events = EventRecorder(client, "default-scheduler")
+        self.node_events = {name: EventRecorder(client, "kubelet", name) for name in nodes}
 
     # -- nodes ------------------------------------------------------------------------------
 
@@ -151,20 +154,27 @@ class Kubelet:
                          "lastTransitionTime": timestamp()}
             self._quietly("PATCH", f"{base}/status", {"status": {"conditions": [condition]}},
                           content_type="application/merge-patch+json")
+            self.scheduler_events.record(pod, "Warning", "FailedScheduling", message)
             return
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
                    "target": {"apiVersion": "v1", "kind": "Node",
                               "name": node["metadata"]["name"]}}
-        self._quietly("POST", f"{base}/binding", binding)
+        if self._quietly("POST", f"{base}/binding", binding):
+            self.scheduler_events.record(
+                pod, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/"
+                f"{meta['name']} to {node['metadata']['name']}")
 
-    def _quietly(self, method: str, path: str, body: Obj, **options: Any) -> None:
-        """A call whose 404 or 409 means someone else moved first (deleted, bound): fine."""
+    def _quietly(self, method: str, path: str, body: Obj, **options: Any) -> bool:
+        """A call whose 404 or 409 means someone else moved first (deleted, bound): fine.
+        Whether it went through."""
         try:
             self.client.request(method, path, body, **options)
         except ApiCallError as error:
             if error.code not in (404, 409):
                 raise
+            return False
+        return True
 
     # -- pods -------------------------------------------------------------------------------
 
@@ -224,7 +234,8 @@ class Kubelet:
                     runner.deleted = True
                     runner.terminate(int(meta.get("deletionGracePeriodSeconds") or 0))
             elif runner is None and pod["status"].get("phase") not in ("Succeeded", "Failed"):
-                runner = PodRunner(self.client, Node(node, self.state_dir, self.base_env), pod,
+                runner = PodRunner(self.client, Node(node, self.state_dir, self.base_env,
+                                                     self.node_events[node]), pod,
                                    self._finished)
                 self.runners[uid] = runner
                 runner.start()
@@ -239,6 +250,9 @@ class Kubelet:
             return runner.deleted and not runner.gone.is_set()
 
     def _forget(self, uid: str) -> None:
+        self.scheduler_events.forget(uid)
+        for recorder in self.node_events.values():
+            recorder.forget(uid)
         with self.lock:
             self.pending.pop(uid, None)
             runner = self.runners.pop(uid, None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from .client import ApiCallError, Client
 from .containers import ContainerProcess, Exit, image_id
 from .environment import ConfigError, EnvironmentBuilder, expand
+from .events import EventRecorder
 from .meta import Obj, timestamp
 from .podlogs import log_path
 
@@ -28,6 +29,7 @@ class Node:
     name: str
     state_dir: Path
     base_env: dict[str, str]
+    events: EventRecorder
 
 
 class PodRunner:
@@ -82,6 +84,8 @@ class PodRunner:
                 self._kill_timer.start()
         if first:
             for process in processes:
+                self._event("Normal", "Killing",
+                            f"Stopping container {process.container['name']}")
                 process.signal(signal.SIGTERM)
 
     def kill(self) -> None:
@@ -93,6 +97,8 @@ class PodRunner:
 
     def _deadline_passed(self) -> None:
         self.deadline_exceeded = True
+        self._event("Normal", "DeadlineExceeded",
+                    "Pod was active on the node longer than the specified deadline")
         self.kill()
 
     def force_deleted(self) -> None:
@@ -174,9 +180,12 @@ class PodRunner:
             for container in bad:
                 statuses = self._statuses if container in self.spec["containers"] \
                     else self._init_statuses
-                statuses[container["name"]] = self._waiting(
-                    container, reason, f'rpc error: code = NotFound desc = failed to pull and '
-                    f'unpack image "{container["image"]}": not found')
+                message = (f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                           f'"{container["image"]}": not found')
+                statuses[container["name"]] = self._waiting(container, reason, message)
+                self._event("Warning", "Failed",
+                            f'Failed to pull image "{container["image"]}": {message}')
+                self._event("Normal", "BackOff", f'Back-off pulling image "{container["image"]}"')
             self._report()
             reason = "ImagePullBackOff" if reason == "ErrImagePull" else "ErrImagePull"
             self.stopping.wait(RETRY)
@@ -193,6 +202,7 @@ class PodRunner:
                     self.spec.get("initContainers") or []) else self._statuses
                 statuses[container["name"]] = self._waiting(
                     container, "CreateContainerConfigError", str(missing))
+                self._event("Warning", "Failed", f"Error: {missing}")
                 self._report()
                 self.stopping.wait(RETRY)
                 continue
@@ -215,6 +225,8 @@ class PodRunner:
             if policy == "Never" or (policy == "OnFailure" and exit_.code == 0):
                 return exit_
             run += 1
+            self._event("Warning", "BackOff", f"Back-off restarting failed container "
+                        f"{container['name']} in pod {self.name}_{self.namespace}({self.uid})")
             self._set_status(statuses, container, lastState=exit_.state(), state={"waiting": {
                 "reason": "CrashLoopBackOff",
                 "message": f"back-off {RETRY:g}s restarting failed container="
@@ -255,6 +267,7 @@ class PodRunner:
                 self._processes[container["name"]] = process
         if failed is not None:
             self._set_status(statuses, container, restartCount=run, state=failed.state())
+            self._event("Warning", "Failed", f"Error: {failed.message}")
             return failed
         self._set_status(statuses, container, restartCount=run, containerID=process.container_id,
                          state={"running": {"startedAt": process.started_at}}, started=True,
@@ -300,6 +313,10 @@ class PodRunner:
             self._set_condition(name, False, "PodCompleted")
         self._set_condition("PodReadyToStartContainers", False)
         self._report()
+
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        if not self.gone.is_set():
+            self.node.events.record(self.pod, kind, reason, message)
 
     @staticmethod
     def _set_status(statuses: dict[str, Obj], container: Obj, **changes: object) -> None:
