@@ -1,7 +1,7 @@
 """The celery executor's per-task overhead and hop latency, on Redis and on RabbitMQ.
 
-    python bench/celery.py                        # both brokers, PostgreSQL flow_bench_celery
-    python bench/celery.py --broker redis --single 40 --fanout 100
+    python bench/celery.py                        # every setup, PostgreSQL flow_bench_celery
+    python bench/celery.py --setup redis --single 40 --fanout 100
     python bench/celery.py --db-url postgresql+psycopg://postgres@127.0.0.1:5432/flow_bench_celery
 
 For each broker, with two local ``flow celery worker`` processes of concurrency 2 (each its own
@@ -17,8 +17,8 @@ session, stopped at the end) and PostgreSQL as the metadata database:
   from one task's end to the next one's start, p50 and p99, split at the downstream's queueing.
 
 The result backend is the broker's Redis for Redis (results are pushed to the executor) and
-the metadata database for RabbitMQ (polled every ``[celery] result_poll_interval``). Figures
-are printed, never asserted.
+the metadata database for RabbitMQ (polled every ``[celery] result_poll_interval``); the third
+setup is RabbitMQ with Redis results. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ from executor import (  # noqa: E402 - after the sys.path fix above
 
 BROKERS = {"redis": "redis://127.0.0.1:6379/0",
            "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
+# name -> (broker, result backend; "" for the default: the broker's Redis, else the database)
+SETUPS = {"redis": ("redis", ""), "rabbitmq": ("rabbitmq", ""),
+          "rabbitmq+redis-results": ("rabbitmq", BROKERS["redis"])}
 DEFAULT_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/flow_bench_celery"
 
 
@@ -172,7 +175,8 @@ def executor_figures(home: Path, url: str, single: int, fanout: int) -> dict[str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--broker", choices=[*BROKERS, "both"], default="both")
+    parser.add_argument("--setup", choices=[*SETUPS, "all"], default="all",
+                        help="the broker, and the result backend when not the default")
     parser.add_argument("--db-url", default=DEFAULT_DB)
     parser.add_argument("--single", type=int, default=40, help="one-at-a-time samples")
     parser.add_argument("--fanout", type=int, default=100, help="tries submitted at once")
@@ -182,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import scheduler as scheduler_bench
 
-    brokers = list(BROKERS) if args.broker == "both" else [args.broker]
-    for broker in brokers:
+    setups = list(SETUPS) if args.setup == "all" else [args.setup]
+    for setup in setups:
+        broker, backend = SETUPS[setup]
         with tempfile.TemporaryDirectory(prefix="flow-bench-celery-") as folder:
             home = Path(folder)
             url = prepare_environment(home, args.db_url)
@@ -191,13 +196,14 @@ def main(argv: list[str] | None = None) -> None:
             os.environ.update({"FLOW__CORE__EXECUTOR": "celery",
                                "FLOW__CELERY__BROKER_URL": BROKERS[broker],
                                "FLOW__CELERY__QUEUE_PREFIX": f"bench-{uuid.uuid4().hex[:8]}-",
-                               "FLOW__CELERY__RESULT_BACKEND": ""})
+                               "FLOW__CELERY__RESULT_BACKEND": backend})
             scheduler_bench.fresh_database(url)
             rtt = broker_round_trip_ms(BROKERS[broker])
             with celery_workers(home, args.workers, args.concurrency):
                 figures = executor_figures(home, url, args.single, args.fanout)
                 chain = scheduler_bench.run_workload("chain", url, home, sample_memory=False)
-            results = "Redis, pushed" if broker == "redis" else "PostgreSQL, polled"
+            results = ("Redis, pushed" if broker == "redis" or backend
+                       else "PostgreSQL, polled")
             print(f"celery executor on {broker} (results: {results}), {args.workers} workers "
                   f"of concurrency {args.concurrency}, PostgreSQL metadata, no-op Python tasks")
             print(f"  broker round trip (publish + get): {rtt:.2f} ms")

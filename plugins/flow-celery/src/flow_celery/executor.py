@@ -79,6 +79,8 @@ class CeleryExecutor(BaseExecutor):
         self._in_flight: dict[TaskKey, _InFlight] = {}
         self._by_task_id: dict[str, TaskKey] = {}
         self._threads: list[threading.Thread] = []
+        self._results: Any = None
+        self._results_failing = False
         self._stopping = False
         self._broker_down_since: float | None = None
 
@@ -105,7 +107,7 @@ class CeleryExecutor(BaseExecutor):
 
         level = str(load_config().get("logging", "level")).upper()
         logging.getLogger("flow_celery").setLevel(level)
-        self.app  # noqa: B018 - made here, before the threads that use it
+        self._result_source()  # made here, with the application, before the threads
         log.info("Celery executor: broker %s, results %s", mask_url(self.settings.broker_url),
                  mask_url(self.settings.backend_url()))
         for target, name in ((self._publish_loop, "celery-publisher"),
@@ -286,10 +288,16 @@ class CeleryExecutor(BaseExecutor):
 
     # ---------------------------------------------------------------------------- watching
 
-    def _watch_loop(self) -> None:
-        from flow_celery.results import result_source
+    def _result_source(self) -> Any:
+        with self._lock:
+            if self._results is None:
+                from flow_celery.results import result_source
 
-        source = result_source(self.app)
+                self._results = result_source(self.app)
+            return self._results
+
+    def _watch_loop(self) -> None:
+        source = self._result_source()
         interval = self.settings.result_poll_interval
         next_sweep = next_reconcile = 0.0
         try:
@@ -316,16 +324,23 @@ class CeleryExecutor(BaseExecutor):
                     next_reconcile = now + self.settings.reconcile_interval
                     self._reconcile()
         finally:
+            with self._lock:
+                self._results = None
             source.close()
 
     def _fetch(self, task_ids: list[str], source: Any = None) -> dict[str, TaskMeta]:
-        from flow_celery.results import result_source
-
         try:
-            return (source or result_source(self.app)).fetch(task_ids)
+            found: dict[str, TaskMeta] = (source or self._result_source()).fetch(task_ids)
         except Exception as err:  # the backend is away: the next look may succeed
-            log.warning("reading %d Celery results failed: %s", len(task_ids), err)
+            if not self._results_failing:
+                log.warning("reading %d Celery results failed: %s; trying again",
+                            len(task_ids), err)
+            self._results_failing = True
             return {}
+        if self._results_failing:
+            log.warning("reading Celery results works again")
+            self._results_failing = False
+        return found
 
     def _apply(self, task_id: str, meta: TaskMeta) -> None:
         with self._lock:

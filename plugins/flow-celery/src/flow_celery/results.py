@@ -108,19 +108,27 @@ class DatabaseResults:
     pushes = False
 
     def __init__(self, backend: Any) -> None:
+        from sqlalchemy import create_engine
+
         self.backend = backend
+        self.table = backend.task_cls.__table__
+        # An engine of its own with a pool: outside a forked worker, Celery's session manager
+        # makes a new engine, and so a new connection, for every session it hands out.
+        self.engine = create_engine(backend.url, pool_size=2, max_overflow=2,
+                                    pool_pre_ping=True)
+        # The result tables may not exist before the first worker stored a result.
+        backend.session_manager.prepare_models(self.engine)
 
     def fetch(self, task_ids: list[str]) -> dict[str, TaskMeta]:
         if not task_ids:
             return {}
-        table = self.backend.task_cls
-        session = self.backend.ResultSession()
-        try:
-            rows = session.query(table.task_id, table.status, table.result).filter(
-                table.task_id.in_(task_ids)).all()
-        finally:
-            session.close()
+        from sqlalchemy import select
+
+        columns = self.table.c
         found = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(columns.task_id, columns.status, columns.result)
+                                      .where(columns.task_id.in_(task_ids))).all()
         for task_id, status, result in rows:
             decoded = None
             if result is not None:
@@ -136,4 +144,4 @@ class DatabaseResults:
         return []
 
     def close(self) -> None:
-        """Nothing to close: sessions are closed after each fetch."""
+        self.engine.dispose()
