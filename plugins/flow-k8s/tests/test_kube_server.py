@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kube import KubeCluster
+from kube import KubeCluster, KubeClusterError
 
 PYTHON = "python"  # found on the containers' PATH: the test venv's bin folder comes first
 SCHEMA_VERSION = "1.31"
@@ -729,6 +729,18 @@ def test_every_object_the_server_holds_passes_the_official_schema(
     assert checked == 5 + 1 + 1 + 1 + 1 + 1  # pods, node, namespace, secret, map, job
     core.delete_collection_namespaced_pod("default")
     kube_cluster.wait_for_no_pods(10)
+
+
+def test_a_pod_left_behind_is_named_by_the_leftover_check(core: client.CoreV1Api,
+                                                         kube_cluster: KubeCluster) -> None:
+    kube_cluster.hold_scheduling()
+    core.create_namespaced_pod("default", pod_manifest("forgotten", "pass",
+                                                       labels={"task": "t1"}))
+    with pytest.raises(AssertionError, match=r"1 pod\(s\) left .*default/forgotten .*Pending"):
+        kube_cluster.wait_for_no_pods(0.5)
+    with pytest.raises(KubeClusterError, match="default/forgotten has no running container"):
+        kube_cluster.kill_container("default", "forgotten")
+    delete_and_wait(core, kube_cluster, "forgotten")
 
 
 def _alive(pid: int) -> bool:
