@@ -17,7 +17,7 @@ session, stopped at the end) and PostgreSQL as the metadata database:
   from one task's end to the next one's start, p50 and p99, split at the downstream's queueing.
 
 The result backend is the broker's Redis for Redis (results are pushed to the executor) and
-the metadata database for RabbitMQ (polled every ``[celery] result_poll_interval``); the third
+the metadata database for RabbitMQ (the workers NOTIFY, the executor LISTENs); the third
 setup is RabbitMQ with Redis results. Figures are printed, never asserted.
 """
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                 figures = executor_figures(home, url, args.single, args.fanout)
                 chain = scheduler_bench.run_workload("chain", url, home, sample_memory=False)
             results = ("Redis, pushed" if broker == "redis" or backend
-                       else "PostgreSQL, polled")
+                       else "PostgreSQL, LISTEN/NOTIFY")
             print(f"celery executor on {broker} (results: {results}), {args.workers} workers "
                   f"of concurrency {args.concurrency}, PostgreSQL metadata, no-op Python tasks")
             print(f"  broker round trip (publish + get): {rtt:.2f} ms")

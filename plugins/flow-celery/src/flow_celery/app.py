@@ -85,6 +85,7 @@ def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
     from celery.exceptions import Ignore
 
     from flow.execution.workload import TaskWorkload
+    from flow_celery.results import notify_result
     from flow_celery.runner import run_try
 
     workload = TaskWorkload.from_json(workload_json)  # a bad message fails naming its field
@@ -93,7 +94,11 @@ def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
         _store(task, {"pid": os.getpid(), "hostname": task.request.hostname}, "STARTED")
 
     def ended(outcome: dict[str, Any]) -> None:
-        _store(task, outcome, "SUCCESS")
+        if _store(task, outcome, "SUCCESS"):
+            try:
+                notify_result(task.backend, task.request.id)
+            except Exception as err:  # the executor's poll reads it all the same
+                log.warning("could not notify the result of %s: %s", task.request.id, err)
 
     outcome = run_try(workload, started, ended)
     if outcome.get("state") in NOT_RUN:
@@ -103,12 +108,14 @@ def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
     return outcome
 
 
-def _store(task: Any, result: Any, state: str) -> None:
+def _store(task: Any, result: Any, state: str) -> bool:
     try:
         task.backend.store_result(task.request.id, result, state, request=task.request)
     except Exception as err:  # the backend is away: the end is stored again on return
         log.warning("could not store the %s state of Celery task %s: %s", state,
                     task.request.id, err)
+        return False
+    return True
 
 
 def worker_app() -> Celery:

@@ -40,7 +40,7 @@ _OUTCOMES = {"success": "success", "failed": "failed", "up_for_retry": "up_for_r
 _ENDED_IN_DATABASE = {"success", "failed", "up_for_retry", "skipped", "upstream_failed",
                       "removed"}
 _RETRY_PUBLISH_AFTER = 1.0  # seconds between attempts while the broker does not answer
-_REDIS_SWEEP = 1.0  # seconds between full result reads when results are pushed
+_PUSHED_SWEEP = 1.0  # seconds between full result reads when results are pushed
 
 
 def celery_task_id(key: TaskKey, try_number: int, queue_prefix: str = "") -> str:
@@ -315,7 +315,7 @@ class CeleryExecutor(BaseExecutor):
                 if idle:
                     continue
                 if now >= next_sweep:
-                    next_sweep = now + (_REDIS_SWEEP if source.pushes else 0.0)
+                    next_sweep = now + (_PUSHED_SWEEP if source.pushes else 0.0)
                     with self._lock:
                         ids = list(self._by_task_id)
                     for task_id, meta in self._fetch(ids, source).items():

@@ -4,7 +4,9 @@ Two sources, one shape: ``fetch(ids)`` reads the current state of many Celery ta
 round trip; ``wait(timeout)`` returns what the backend pushed meanwhile. Redis pushes: Celery's
 Redis backend publishes every stored state on the task's key, so a subscriber hears a try end
 within a millisecond and ``fetch`` is only a safety net. The SQLAlchemy backend cannot push;
-``wait`` sleeps and the caller fetches every ``[celery] result_poll_interval``.
+on PostgreSQL (psycopg) the workers ``NOTIFY`` after storing an outcome and the executor
+``LISTEN`` s; elsewhere ``wait`` sleeps and the caller fetches every ``[celery]
+result_poll_interval``.
 
 Results are decoded as JSON only: the SQLAlchemy backend's own reader falls back to pickle for
 rows it cannot decode, which is why it is not used here.
@@ -104,8 +106,37 @@ class RedisResults:
             self._pubsub = None
 
 
+NOTIFY_CHANNEL = "flow_celery_results"
+
+
+def _psycopg_version() -> tuple[int, ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return (0,)
+    return tuple(int(part) for part in psycopg.__version__.split(".")[:2] if part.isdigit())
+
+
+def notify_result(backend: Any, task_id: str) -> None:
+    """After a worker stored a try's outcome in a PostgreSQL result backend: tell the executors
+    listening (``NOTIFY``), so they read it now rather than at their next poll."""
+    if type(backend).__name__ != "DatabaseBackend" or not str(backend.url).startswith(
+            "postgresql"):
+        return
+    from sqlalchemy import text
+
+    session = backend.ResultSession()
+    try:
+        session.execute(text("SELECT pg_notify(:channel, :task_id)"),
+                        {"channel": NOTIFY_CHANNEL, "task_id": task_id})
+        session.commit()
+    finally:
+        session.close()
+
+
 class DatabaseResults:
-    pushes = False
+    """Results in the database: read in one query for many tries; on PostgreSQL with psycopg
+    the workers' ``NOTIFY`` wakes the reader, and polling is the safety net."""
 
     def __init__(self, backend: Any) -> None:
         from sqlalchemy import create_engine
@@ -118,6 +149,10 @@ class DatabaseResults:
                                     pool_pre_ping=True)
         # The result tables may not exist before the first worker stored a result.
         backend.session_manager.prepare_models(self.engine)
+        self._listener: Any = None
+        # psycopg 3.2 added notifies(timeout=, stop_after=).
+        self.pushes = self.engine.dialect.name == "postgresql" and \
+            self.engine.dialect.driver == "psycopg" and _psycopg_version() >= (3, 2)
 
     def fetch(self, task_ids: list[str]) -> dict[str, TaskMeta]:
         if not task_ids:
@@ -140,8 +175,38 @@ class DatabaseResults:
         return found
 
     def wait(self, timeout: float) -> list[tuple[str, TaskMeta]]:
-        time.sleep(timeout)
-        return []
+        """Without notifications: sleep. With them: wait for the next, and return the
+        results of the tries named."""
+        if not self.pushes:
+            time.sleep(timeout)
+            return []
+        try:
+            if self._listener is None:
+                import psycopg
+
+                url = self.engine.url.set(drivername="postgresql")
+                listener = psycopg.connect(url.render_as_string(hide_password=False),
+                                           autocommit=True)
+                listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                self._listener = listener
+            named = [str(note.payload) for note in self._listener.notifies(
+                timeout=timeout, stop_after=1)]
+            named += [str(note.payload) for note in self._listener.notifies(timeout=0)]
+        except Exception as err:  # the connection broke: polling covers until it is back
+            log.warning("listening for Celery results failed (%s); reconnecting", err)
+            self.close_listener()
+            time.sleep(min(timeout, 1.0))
+            return []
+        return list(self.fetch(named).items()) if named else []
+
+    def close_listener(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except Exception:  # closing a broken connection
+                log.debug("closing the result listener failed", exc_info=True)
+            self._listener = None
 
     def close(self) -> None:
+        self.close_listener()
         self.engine.dispose()
