@@ -166,6 +166,22 @@ def test_an_open_watch_ends_when_history_is_compacted_and_its_resume_gets_410(
     assert outcome == [410]
 
 
+def test_a_quiet_watch_gets_bookmarks_with_the_current_resource_version(
+        core: client.CoreV1Api, kube_cluster: KubeCluster) -> None:
+    core.create_namespaced_pod("default", pod_manifest("marked", "pass"))
+    wait_for_phase(core, "marked", "Succeeded")
+    listed = core.list_namespaced_pod("default", field_selector="spec.nodeName=flow-node-0")
+    assert [pod.metadata.name for pod in listed.items] == ["marked"]
+    assert core.list_namespaced_pod("default", field_selector="spec.nodeName=elsewhere").items == []
+    bookmarks = [event for event in watch.Watch().stream(
+        core.list_namespaced_pod, "default", resource_version=listed.metadata.resource_version,
+        allow_watch_bookmarks=True, timeout_seconds=3) if event["type"] == "BOOKMARK"]
+    assert bookmarks
+    assert int(bookmarks[-1]["raw_object"]["metadata"]["resourceVersion"]) >= \
+        int(listed.metadata.resource_version)
+    delete_and_wait(core, kube_cluster, "marked")
+
+
 def test_a_duplicate_create_and_a_stale_replace_conflict(core: client.CoreV1Api,
                                                          kube_cluster: KubeCluster) -> None:
     kube_cluster.hold_scheduling()
