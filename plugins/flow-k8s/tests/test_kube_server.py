@@ -102,8 +102,10 @@ def test_pods_are_listed_and_watched_through_label_and_field_selectors(
     assert sorted((e["type"], e["object"].metadata.name) for e in initial) == [
         ("ADDED", "a-one"), ("ADDED", "a-two")]
     core.patch_namespaced_pod("a-two", "default", {"metadata": {"labels": {"dag": "c"}}})
-    left = next(stream)
+    # The scheduler's Unschedulable reports may come first, as MODIFIED.
+    left = next(event for event in stream if event["type"] != "MODIFIED")
     assert (left["type"], left["object"].metadata.name) == ("DELETED", "a-two")
+    assert left["object"].metadata.labels["dag"] == "c"
     delete_and_wait(core, kube_cluster, "a-one", "a-two", "b-one")
 
 
