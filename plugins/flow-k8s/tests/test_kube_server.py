@@ -187,7 +187,10 @@ def test_a_quiet_watch_gets_bookmarks_with_the_current_resource_version(
 def test_a_duplicate_create_and_a_stale_replace_conflict(core: client.CoreV1Api,
                                                          kube_cluster: KubeCluster) -> None:
     kube_cluster.hold_scheduling()
-    created = core.create_namespaced_pod("default", pod_manifest("twin", "pass"))
+    core.create_namespaced_pod("default", pod_manifest("twin", "pass"))
+    # Let the scheduler's one Unschedulable report land before reading what to replace.
+    created = wait_for(lambda: (pod := core.read_namespaced_pod("twin", "default"))
+                       .status.conditions and pod, what="the Unschedulable condition")
     with pytest.raises(ApiException) as duplicate:
         core.create_namespaced_pod("default", pod_manifest("twin", "pass"))
     assert duplicate.value.status == 409 and '"AlreadyExists"' in duplicate.value.body
