@@ -45,8 +45,9 @@ class CelerySettings:
     # Seconds a publish or a control command may take before it counts as failed (and is
     # retried from the executor's thread, never lost).
     operation_timeout: float = 5.0
-    # Seconds between looks at the result backend while tries are in flight (Redis pushes
-    # results, so there it is only the safety net).
+    # Seconds between looks at a result database other than PostgreSQL while tries are in
+    # flight (Redis pushes results and PostgreSQL notifies: there a look every second is the
+    # safety net).
     result_poll_interval: float = 0.01
     # Seconds a result stays in the backend: long enough for a restarted scheduler to adopt.
     result_expires: int = 7 * 24 * 3600
