@@ -131,6 +131,15 @@ def broker_round_trip_ms(url: str, samples: int = 200) -> float:
     return statistics.median(timings)
 
 
+def delete_queue(url: str, name: str) -> None:
+    """Leave nothing on the broker (RabbitMQ keeps a durable queue; Redis drops an empty
+    list by itself)."""
+    from kombu import Connection
+
+    with Connection(url) as connection, contextlib.suppress(Exception):
+        connection.default_channel.queue_delete(name)
+
+
 def executor_figures(home: Path, url: str, single: int, fanout: int) -> dict[str, Any]:
     from flow.execution.workload import TaskWorkload
     from flow.scheduling.dagbag import load_dag_file
@@ -199,9 +208,14 @@ def main(argv: list[str] | None = None) -> None:
                                "FLOW__CELERY__RESULT_BACKEND": backend})
             scheduler_bench.fresh_database(url)
             rtt = broker_round_trip_ms(BROKERS[broker])
-            with celery_workers(home, args.workers, args.concurrency):
-                figures = executor_figures(home, url, args.single, args.fanout)
-                chain = scheduler_bench.run_workload("chain", url, home, sample_memory=False)
+            try:
+                with celery_workers(home, args.workers, args.concurrency):
+                    figures = executor_figures(home, url, args.single, args.fanout)
+                    chain = scheduler_bench.run_workload("chain", url, home,
+                                                         sample_memory=False)
+            finally:
+                delete_queue(BROKERS[broker],
+                             os.environ["FLOW__CELERY__QUEUE_PREFIX"] + "default")
             results = ("Redis, pushed" if broker == "redis" or backend
                        else "PostgreSQL, LISTEN/NOTIFY")
             print(f"celery executor on {broker} (results: {results}), {args.workers} workers "

@@ -194,6 +194,12 @@ def delete_queues(broker: str, prefix: str) -> None:
 _used_queues: dict[str, set[str]] = {}
 
 
+def used_queues(prefix: str) -> set[str]:
+    """The queues of the test with queue prefix ``prefix``, deleted at its end (add those a
+    test uses beyond ``default``)."""
+    return _used_queues.setdefault(prefix, set())
+
+
 def queue_length(broker: str, name: str) -> int:
     """Messages waiting in queue ``name`` (for Redis: also those taken but not acknowledged,
     which a dead worker leaves behind until their visibility timeout)."""

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import BROKERS, Deployment, flow_command
+from conftest import BROKERS, Deployment, flow_command, used_queues
 
 
 def flow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,6 +29,7 @@ def test_status_lists_workers_and_queues_and_never_shows_the_password(
 with dag("watched"):
     PythonOperator(task_id="busy", python_callable=lambda ti: (ledger(ti), time.sleep(30)))
 """)
+    used_queues(deployment.celery["FLOW__CELERY__QUEUE_PREFIX"]).add(deployment.queue("gpu"))
     [worker] = deployment.workers.start(1, concurrency=1, queues="default,gpu")
     name = deployment.workers.names[0]
     [dag] = load_dag_file(deployment.home / "dags" / "watched.py").dags
