@@ -28,6 +28,14 @@ class KubeClusterError(Exception):
     pass
 
 
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 class KubeCluster:
     """An API server on 127.0.0.1 and a kubelet running pods as local processes.
 
@@ -143,12 +151,20 @@ class KubeCluster:
         self._kubelet = self._server = None
 
     def _kill_leftover_containers(self) -> None:
+        """Kills the process groups of containers a dead kubelet could not reap, and waits
+        until the kernel has taken them (they are not our children: no wait() to call)."""
+        groups = []
         for pid_file in (self.state_dir / "pids").glob("*"):
             try:
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+                groups.append(int(pid_file.read_text()))
+                os.killpg(groups[-1], signal.SIGKILL)
             except (ProcessLookupError, PermissionError, ValueError):
                 pass
             pid_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + STOP_GRACE
+        while groups and time.monotonic() < deadline:
+            groups = [group for group in groups if _group_alive(group)]
+            time.sleep(0.02)
 
     # -- clients ----------------------------------------------------------------------------
 

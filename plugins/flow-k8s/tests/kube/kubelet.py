@@ -259,11 +259,15 @@ class Kubelet:
         if runner is not None and not runner.finished:
             runner.force_deleted()
 
-    def kill_everything(self) -> None:
+    def kill_everything(self, timeout: float = 5.0) -> None:
+        """Kills every container and waits for them to be reaped (and their pid files gone)."""
         with self.lock:
             runners = list(self.runners.values())
         for runner in runners:
             runner.force_deleted()
+        deadline = time.monotonic() + timeout
+        for runner in runners:
+            runner.thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _selects(selector: dict[str, str], node: Obj) -> bool:
