@@ -108,53 +108,17 @@ def run(workload_text: str) -> None:
 
 
 def run_workload(workload: Any) -> tuple[int, dict[str, Any]]:
-    """Run ``workload`` in a supervised child process (see :mod:`flow.execution.supervisor`)
+    """Run ``workload`` in a supervised child process (see :mod:`flow.execution.entrypoint`)
     and wait for it: the exit code of ``flow tasks run`` and the outcome it prints."""
-    import signal
+    from flow.execution.entrypoint import run_workload as run_one
 
-    from flow.config import load_config
-    from flow.execution.supervisor import Supervisor, fail_unstartable, kill_grace_period
-    from flow.plugins import current
-    from flow.scheduling.dagbag import load_dag_file, not_found_reason
-    from flow.store.migrate import ensure_current
-    from flow.store.session import get_engine
-
-    config = load_config()
-    outcome: dict[str, Any] = {"key": workload.key.to_dict(), "try_number": workload.try_number}
-    engine = get_engine()
-    ensure_current(engine)
-    log_folder = str(config.get("logging", "base_log_folder"))
-    loaded = load_dag_file(workload.dag_file, str(config.get("core", "dags_folder")))
-    dag = next((d for d in loaded.dags if d.dag_id == workload.dag_id), None)
-    if dag is None or workload.task_id not in dag.task_dict:
-        message = not_found_reason(workload.dag_file, workload.dag_id, workload.task_id,
-                                   dag is not None, [str(e) for e in loaded.errors])
-        state = fail_unstartable(engine, workload, message, log_folder, current())
-        outcome.update(state=state or "not_found", message=message)
+    outcome = run_one(workload)
+    state = outcome["state"]
+    if outcome.get("not_found"):
         return EXIT_NOT_FOUND, outcome
-    events: list[Any] = []
-    supervisor = Supervisor(engine=engine, plugins=current(), on_event=events.append,
-                            log_folder=log_folder,
-                            heartbeat_interval=config.get("scheduler", "task_heartbeat_interval"),
-                            kill_grace=kill_grace_period(config))
-    # A Celery revoke or a pod deletion stops this process: stop the task the same way.
-    signal.signal(signal.SIGTERM, lambda *_: supervisor.terminate_all("its supervisor received "
-                                                                      "SIGTERM"))
-    supervisor.launch(workload, dag)
-    while supervisor.running:
-        supervisor.poll(None)
-    supervisor.close()
-    final = events[-1]
-    info = final.info
-    outcome.update(state=final.state, log_path=info.get("log_path"), error=info.get("error"),
-                   message=info.get("message") or info.get("reason") or "")
-    if final.state == "refused":
+    if state == "refused":
         return EXIT_REFUSED, outcome
-    if final.state == "lost":
-        return EXIT_TASK_FAILED, outcome
-    return (EXIT_OK if final.state in {"success", "skipped"} else EXIT_TASK_FAILED), outcome
-
-
+    return (EXIT_OK if state in {"success", "skipped"} else EXIT_TASK_FAILED), outcome
 
 
 TI_COLUMNS = ["task_id", "map_index", "state", "try_number"]

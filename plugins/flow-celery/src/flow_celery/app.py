@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 TASK_NAME = "flow_celery.run_workload"
 # Outcomes of a delivery that did not run its try: the try was not queued for it.
 NOT_RUN = frozenset({"refused", "not_found"})
+# The supervisor's events that end the try this delivery started ("refused" is not one: the
+# try belongs to another delivery).
+ENDED = frozenset({"success", "failed", "up_for_retry", "skipped", "lost"})
 
 
 def make_app(settings: CelerySettings | None = None) -> Celery:
@@ -76,7 +79,8 @@ def make_app(settings: CelerySettings | None = None) -> Celery:
 
 def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
     """In a Celery pool process: run one try through ``flow tasks run``'s code, in a supervised
-    child process (:func:`flow_celery.runner.run_try`), and return its outcome.
+    child process (:func:`flow.execution.entrypoint.run_workload`, warm: each pool process
+    imports a DAG file once), and return its outcome.
 
     The Celery state says ``STARTED`` once the try has started in the metadata database (a
     refused delivery never says so), and the outcome is stored the moment the try's end is
@@ -84,9 +88,9 @@ def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
     """
     from celery.exceptions import Ignore
 
-    from flow.execution.workload import TaskWorkload
+    from flow.execution.entrypoint import outcome_of, run_workload
+    from flow.execution.workload import TaskEvent, TaskWorkload
     from flow_celery.results import notify_result
-    from flow_celery.runner import run_try
 
     workload = TaskWorkload.from_json(workload_json)  # a bad message fails naming its field
 
@@ -100,7 +104,15 @@ def run_in_worker(task: Any, workload_json: str) -> dict[str, Any]:
             except Exception as err:  # the executor's poll reads it all the same
                 log.warning("could not notify the result of %s: %s", task.request.id, err)
 
-    outcome = run_try(workload, started, ended)
+    base = {"key": workload.key.to_dict(), "try_number": workload.try_number}
+
+    def on_event(event: TaskEvent) -> None:
+        if event.state == "running":
+            started()
+        elif event.state in ENDED:
+            ended(base | outcome_of(event))
+
+    outcome = run_workload(workload, on_event=on_event, warm=True)
     if outcome.get("state") in NOT_RUN:
         # A duplicate or late delivery: the delivery that ran (or runs) the try owns the
         # result; writing "refused" over it would hide the try's outcome.
