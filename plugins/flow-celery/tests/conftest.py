@@ -368,6 +368,20 @@ class Deployment:
                                    .where(TaskInstance.dag_id == dag_id)).all()
         return {task_id: (state, try_number) for task_id, state, try_number in rows}
 
+    def try_error(self, dag_id: str, task_id: str, try_number: int) -> str:
+        """The error recorded for one try of ``task_id`` (its task_instance_try row)."""
+        from sqlalchemy import select
+
+        from flow.store.models import TaskInstance, TaskInstanceTry
+        from flow.store.session import session_scope
+
+        with session_scope(self.engine) as session:
+            return str(session.scalar(
+                select(TaskInstanceTry.error)
+                .join(TaskInstance, TaskInstance.id == TaskInstanceTry.task_instance_id)
+                .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
+                       TaskInstanceTry.try_number == try_number)))
+
     def ledger(self) -> list[tuple[str, int, int, int]]:
         """(task_id, try_number, pid, session id) of every try that ran, in order."""
         from sqlalchemy import text

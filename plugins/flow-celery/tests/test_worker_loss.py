@@ -69,4 +69,5 @@ with dag("worker_killer"):
         ("killer", 1), ("killer", 2), ("killer", 3)]
     last_log = next((deployment.home / "logs").rglob("attempt=3.log")).read_text()
     assert "WorkerLostError" in last_log and "worker process running try 3 was lost" in last_log
+    assert "WorkerLostError" in deployment.try_error("worker_killer", "killer", 3)
     assert queue_length(deployment.broker, deployment.queue()) == 0

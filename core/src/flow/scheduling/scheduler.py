@@ -93,6 +93,8 @@ class Scheduler:
         self._warned_pools: set[str] = set()
         self._callbacks: list[subprocess.Popen[bytes]] = []
         self._losses: dict[TaskKey, int] = {}
+        # key -> (try number, reason): a started try the executor lost, for its zombie reason.
+        self._loss_reasons: dict[TaskKey, tuple[int, str]] = {}
         self._processor_thread: threading.Thread | None = None
         self._waker: Waker | None = None
         self._started = False  # flow_component_started was called: stopped is owed
@@ -136,6 +138,11 @@ class Scheduler:
     def _start_executor(self) -> None:
         if self.executor is None:
             cls = self.plugins.executor(self.executor_name).load()
+            # A plugin's executor logs under its own package; its lines (a broker outage, an
+            # adoption) belong in the scheduler's log at the scheduler's level.
+            package = cls.__module__.partition(".")[0]
+            if package != "flow":
+                logging.getLogger(package).setLevel(log.getEffectiveLevel())
             self.executor = cls(parallelism=self.parallelism)
         self.executor.start()
 
@@ -379,6 +386,10 @@ class Scheduler:
             row = session.execute(select(TaskInstance, DagModel.fileloc, DagModel.dag_hash)
                                   .join(DagModel, DagModel.dag_id == TaskInstance.dag_id)
                                   .where(*_key_filter(key))).first()
+        if row is not None and row[0].state == TIS.RUNNING and \
+                row[0].try_number == event.try_number and event.info.get("reason"):
+            # Its heartbeat decides; the zombie's reason then says how it was lost.
+            self._loss_reasons[key] = (event.try_number, str(event.info["reason"]))
         if row is None or row[0].state != TIS.QUEUED or row[0].try_number != event.try_number:
             return
         ti = row[0]
@@ -417,6 +428,10 @@ class Scheduler:
                       f"{ti.pid}) for more than {self.task_heartbeat_timeout:g} s "
                       f"([scheduler] task_heartbeat_timeout); its process died without "
                       f"reporting")
+            key = TaskKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+            lost = self._loss_reasons.pop(key, None)
+            if lost is not None and lost[0] == ti.try_number:
+                reason = f"{lost[1]}; {reason}"
             workload = TaskWorkload(ti.dag_id, ti.run_id, ti.task_id, ti.try_number, fileloc,
                                     ti.map_index)
             state = end_dead_try(self.engine, workload, reason,

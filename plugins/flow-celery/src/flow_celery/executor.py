@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _NAMESPACE = uuid.UUID("6f1d1c2e-5b0a-4c55-9d1e-3c1b0f6a9a10")
 # A try's outcomes as flow tasks run prints them, and what the executor reports for each.
 _OUTCOMES = {"success": "success", "failed": "failed", "up_for_retry": "up_for_retry",
-             "skipped": "skipped", "lost": "lost"}
+             "skipped": "skipped", "lost": "lost", "refused": "refused"}
 _ENDED_IN_DATABASE = {"success", "failed", "up_for_retry", "skipped", "upstream_failed",
                       "removed"}
 _RETRY_PUBLISH_AFTER = 1.0  # seconds between attempts while the broker does not answer
@@ -101,12 +101,6 @@ class CeleryExecutor(BaseExecutor):
             if self._threads:
                 return
             self._stopping = False
-        # `flow scheduler` sets the level of flow's own loggers only; the executor's lines
-        # (broker outages, adoption) belong in the scheduler's log at the same level.
-        from flow.config import load_config
-
-        level = str(load_config().get("logging", "level")).upper()
-        logging.getLogger("flow_celery").setLevel(level)
         self._result_source()  # made here, with the application, before the threads
         log.info("Celery executor: broker %s, results %s", mask_url(self.settings.broker_url),
                  mask_url(self.settings.backend_url()))
