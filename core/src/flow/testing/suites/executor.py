@@ -217,7 +217,9 @@ with dag("exec_killed_worker"):
         run_id = create_dag_run(dag, flow_env.engine)
         workload = queue_task(dag, "victim", run_id, flow_env.engine)
         executor.submit(workload)
-        _wait_for(lambda: (marks / "pid").exists(), 30, "the task never started")
+        # The file exists before the task has written its pid into it.
+        _wait_for(lambda: (marks / "pid").exists() and bool((marks / "pid").read_text().strip()),
+                  30, "the task never started")
         os.kill(int((marks / "pid").read_text().split()[0]), signal.SIGKILL)
         events = _final_events(executor, workload.key, 30)
         assert events, "the executor never reported the task whose worker was killed"
