@@ -48,6 +48,38 @@ def test_generate_pod_prints_the_pod_a_task_would_get(
     assert manifest["metadata"]["labels"]["flow-task-id"] == "ok"
 
 
+def test_generate_pod_masks_secrets_in_the_pod_env(
+        flow_env: FlowEnvironment, flow_plugins: Any,
+        k8s_environment: Callable[..., dict[str, str]]) -> None:
+    import json
+
+    from k8s_testing import pod_template
+
+    from flow_k8s.cli import k8s
+
+    template = pod_template()
+    template["spec"]["containers"][0]["env"] += [
+        {"name": "FLOW__DATABASE__URL", "value": "postgresql+psycopg://flow:hunter2-db@db/flow"},
+        {"name": "API_TOKEN", "value": "tok-5e3cr3t"}]
+    (flow_env.dags_folder / "k8s_cli.py").write_text(DAG_SOURCE)
+    k8s_environment(pod_template=json.dumps(template))
+    result = CliRunner().invoke(k8s, ["generate-pod", "k8s_cli", "ok"])
+    assert result.exit_code == 0, result.output
+    env = {item["name"]: item.get("value")
+           for item in yaml.safe_load(result.stdout)["spec"]["containers"][0]["env"]}
+    assert env["FLOW__DATABASE__URL"] == "postgresql+psycopg://flow:***@db/flow"
+    assert env["API_TOKEN"] == "***"
+    assert env["FLOW__CORE__FERNET_KEY"] == "***"
+    for secret in ("hunter2-db", "tok-5e3cr3t", flow_env_fernet_key()):
+        assert secret not in result.output
+
+
+def flow_env_fernet_key() -> str:
+    import os
+
+    return os.environ["FLOW__CORE__FERNET_KEY"]
+
+
 def test_generate_pod_names_a_missing_task(
         flow_env: FlowEnvironment, flow_plugins: Any,
         k8s_environment: Callable[..., dict[str, str]]) -> None:

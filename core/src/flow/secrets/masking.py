@@ -39,6 +39,15 @@ def is_sensitive_name(name: str) -> bool:
     return _SENSITIVE.search(name.lower()) is not None
 
 
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z0-9+.\-]+://[^:/@\s]*:)(?P<secret>[^@\s]*)@", re.I)
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@host``)
+    replaced by ``***``: for settings shown whole, such as a broker or database URL."""
+    return _URL_PASSWORD.sub(lambda match: f"{match.group('head')}{MASK}@", text)
+
+
 class SecretsMasker:
     """The set of secrets this process knows, and the replacement of them in text."""
 

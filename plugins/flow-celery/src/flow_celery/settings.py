@@ -6,7 +6,6 @@ Broker and result backend URLs may hold passwords: they are never logged or prin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +15,12 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 # for the whole try. A redelivery is refused by the guarded start, but it is wasted work.
 DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
 
-_PASSWORD = re.compile(r"(?P<head>[a-z0-9+.\-]+://[^:/@\s]*:)(?P<secret>[^@\s]*)@", re.I)
-
-
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (what logs and ``flow celery status``
     show)."""
-    return _PASSWORD.sub(lambda match: f"{match.group('head')}***@", url)
+    from flow.secrets.masking import mask_url_password
+
+    return mask_url_password(url)
 
 
 def is_redis(url: str) -> bool:

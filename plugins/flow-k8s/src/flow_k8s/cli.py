@@ -46,7 +46,23 @@ def generate_pod(dag_id: str, task_id: str, run_id: str | None, try_number: int,
                          dict(task.get("executor_config") or {}))
     except KubernetesConfigError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(yaml.safe_dump(pod, sort_keys=False), nl=False)
+    click.echo(yaml.safe_dump(masked_env(pod), sort_keys=False), nl=False)
+
+
+def masked_env(pod: dict[str, Any]) -> dict[str, Any]:
+    """``pod`` with the literal env values that are secrets masked: those whose name says so
+    (``FLOW__CORE__FERNET_KEY``, ``API_TOKEN``) and the passwords of URLs (a database URL).
+    Values taken from a Secret (``valueFrom``, ``envFrom``) name the Secret, not its value."""
+    from flow.secrets.masking import MASK, is_sensitive_name, mask_url_password
+
+    spec = pod.get("spec") or {}
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for variable in container.get("env") or []:
+            value = variable.get("value")
+            if isinstance(value, str) and value:
+                variable["value"] = (MASK if is_sensitive_name(str(variable.get("name")))
+                                     else mask_url_password(value))
+    return pod
 
 
 @k8s.command()
