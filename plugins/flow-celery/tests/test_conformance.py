@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import Workers, session_postgres_url
 
-from flow.testing import ExecutorConformance
+from flow.testing import ExecutorConformance, PluginPackageConformance
 from flow.testing.databases import TestDatabases
 
 
@@ -49,3 +49,11 @@ class TestCeleryExecutorOnRedis(_CeleryConformance):
 
 class TestCeleryExecutorOnRabbitMQ(_CeleryConformance):
     broker = "rabbitmq"
+
+
+class TestPackage(PluginPackageConformance):
+    """flow-celery passes flow's plugin package checks (`flow plugins verify flow-celery` runs the
+    same): its entry point loads in a strict plugin manager without importing what is heavy."""
+
+    distribution = "flow-celery"
+    conformance_version = "0.1"

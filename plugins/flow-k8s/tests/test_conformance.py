@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flow.testing import ExecutorConformance
+from flow.testing import ExecutorConformance, PluginPackageConformance
 from flow.testing.environment import FlowEnvironment, isolated_flow_home
 
 
@@ -30,3 +30,11 @@ class TestKubernetesExecutor(ExecutorConformance):
 
         return lambda parallelism: KubernetesExecutor(parallelism=parallelism,
                                                       settings=make_settings())
+
+
+class TestPackage(PluginPackageConformance):
+    """flow-k8s passes flow's plugin package checks (`flow plugins verify flow-k8s` runs the
+    same): its entry point loads in a strict plugin manager without importing what is heavy."""
+
+    distribution = "flow-k8s"
+    conformance_version = "0.1"
