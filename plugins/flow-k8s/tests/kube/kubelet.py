@@ -8,6 +8,7 @@ On SIGTERM it kills every process it started and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import signal
@@ -125,6 +126,14 @@ class Kubelet:
 
     def schedule(self, pod: Obj) -> None:
         meta = pod["metadata"]
+        # The nodes as the API server has them now: the node watch may not have brought a
+        # cordon made just before this pod was created (hold_scheduling, then a create).
+        with contextlib.suppress(OSError, http.client.HTTPException, ApiCallError):
+            current = self.client.request("GET", "/api/v1/nodes")["items"]
+            with self.lock:
+                for node in current:
+                    if node["metadata"]["name"] in self.node_names:
+                        self.nodes[node["metadata"]["name"]] = node
         with self.lock:
             eligible = [node for node in self.nodes.values()
                         if not node["spec"].get("unschedulable")
