@@ -1110,6 +1110,15 @@ def append_to_log(path: Path, message: str, level: str = "ERROR") -> None:
         handle.write(line + "\n")
 
 
+def append_to_try_log(log_folder: str, workload: TaskWorkload, message: str,
+                      level: str = "ERROR") -> None:
+    """:func:`append_to_log` for the log of ``workload``'s try, from outside the try (a
+    supervisor, the scheduler, an executor that lost it)."""
+    key = workload.key
+    append_to_log(log_path(log_folder, key.dag_id, key.run_id, key.task_id, key.map_index,
+                           workload.try_number), message, level)
+
+
 def end_dead_try(engine: Engine, workload: TaskWorkload, reason: str, task: Any,
                  plugins: Any) -> str | None:
     """End a try whose process died while running: ``up_for_retry`` while tries remain, else
@@ -1187,8 +1196,7 @@ def fail_unstartable(engine: Engine, workload: TaskWorkload, reason: str,
             .execution_options(synchronize_session=False)))
     if not changed:
         return None
-    append_to_log(log_path(log_folder, key.dag_id, key.run_id, key.task_id, key.map_index,
-                           workload.try_number), reason)
+    append_to_try_log(log_folder, workload, reason)
     plugins.task_instance_state_changed(
         TaskInstanceSnapshot(key.dag_id, key.run_id, key.task_id, key.map_index,
                              workload.try_number, TIS.FAILED), TIS.QUEUED, TIS.FAILED)

@@ -411,8 +411,7 @@ class Scheduler:
     # ----------------------------------------------------------------- zombies and adoption
 
     def _find_zombies(self) -> None:
-        from flow.execution.logs import log_path
-        from flow.execution.supervisor import append_to_log, end_dead_try
+        from flow.execution.supervisor import append_to_try_log, end_dead_try
 
         cutoff = utcnow() - timedelta(seconds=self.task_heartbeat_timeout)
         with session_scope(self.engine) as session:
@@ -438,8 +437,7 @@ class Scheduler:
                                  self.runs.retry_policy(ti.dag_id, ti.task_id), self.plugins)
             if state in (TIS.FAILED, TIS.UP_FOR_RETRY):
                 log.warning("%s try %d: %s -> %s", workload.key, ti.try_number, reason, state)
-                append_to_log(log_path(self.log_folder, ti.dag_id, ti.run_id, ti.task_id,
-                                       ti.map_index, ti.try_number), reason)
+                append_to_try_log(self.log_folder, workload, reason)
                 self.in_flight.pop(workload.key, None)
 
     def _requeue_stuck(self) -> None:

@@ -427,15 +427,10 @@ class CeleryExecutor(BaseExecutor):
 
     def _note_in_log(self, workload: TaskWorkload, reason: str) -> None:
         """Say in the try's log that its worker was lost: the try itself could not."""
-        from pathlib import Path
+        from flow.execution.supervisor import append_to_try_log
 
-        from flow.execution.logs import log_path
-        from flow.execution.supervisor import append_to_log
-
-        path = log_path(self.log_folder, workload.dag_id, workload.run_id, workload.task_id,
-                        workload.map_index, workload.try_number)
         try:
-            append_to_log(Path(path), reason)
+            append_to_try_log(self.log_folder, workload, reason)
         except OSError as err:
             log.warning("could not write to the log of %s try %d: %s", workload.key,
                         workload.try_number, err)

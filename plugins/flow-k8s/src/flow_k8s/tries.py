@@ -71,12 +71,10 @@ def fail_unstarted(workload: TaskWorkload, reason: str) -> str | None:
 
 
 def append_reason(workload: TaskWorkload, reason: str) -> None:
-    from flow.execution.logs import base_log_folder, log_path
-    from flow.execution.supervisor import append_to_log
+    from flow.execution.logs import base_log_folder
+    from flow.execution.supervisor import append_to_try_log
 
-    key = workload.key
-    append_to_log(log_path(base_log_folder(), key.dag_id, key.run_id, key.task_id,
-                           key.map_index, workload.try_number), reason)
+    append_to_try_log(base_log_folder(), workload, reason)
 
 
 def retry_policy(dag_id: str, task_id: str) -> Any:
